@@ -1,0 +1,1 @@
+//! ldirectord configuration: parser and typed model.

@@ -1,0 +1,1 @@
+//! Integration tests for xdirectord live in tests/.

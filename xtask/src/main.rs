@@ -1,0 +1,115 @@
+//! `cargo xtask`: set-up, build, run, test and benchmark xdirectord. See README.md.
+//!
+//! Every command first runs `setup`, which installs what a fresh machine lacks.
+
+mod setup;
+
+use anyhow::{Context as _, Result, bail};
+use std::path::PathBuf;
+use std::process::Command;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  setup             install what is missing: nightly rust-src, bpf-linker, Debian packages, bpffs
+  build             build everything (the XDP programs and the xdirectord binary)
+  run [-- ARGS]     build, then run xdirectord with ARGS
+  test              formatting, clippy and every test (as CI runs them; needs root)
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    let rest = &args[1..];
+    std::env::set_current_dir(workspace_root())?;
+    match command.as_str() {
+        "setup" => setup::setup(),
+        "build" => {
+            setup::setup()?;
+            build()
+        }
+        "run" => {
+            setup::setup()?;
+            build()?;
+            let args = rest.strip_prefix(&["--".to_owned()]).unwrap_or(rest);
+            let status = Command::new(xdirectord_binary()).args(args).status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        "test" => {
+            setup::setup()?;
+            test()
+        }
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn xdirectord_binary() -> PathBuf {
+    workspace_root().join("target/debug/xdirectord")
+}
+
+fn build() -> Result<()> {
+    run(Command::new("cargo").args(["build", "--all-targets"]))
+}
+
+fn test() -> Result<()> {
+    println!("test: formatting");
+    run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    println!("test: clippy (user space)");
+    run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    println!("test: clippy (XDP programs)");
+    run(Command::new("cargo").args([
+        "+nightly",
+        "clippy",
+        "--package",
+        "lb-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+        "-C",
+        "panic=abort",
+        "-Zpanic_abort_tests",
+    ]))?;
+    println!("test: cargo test");
+    run(Command::new("cargo").args(["test", "--no-fail-fast"]))
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its standard output.
+pub fn capture(command: &mut Command) -> Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
