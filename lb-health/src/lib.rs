@@ -1,0 +1,1 @@
+//! Health checks of real servers, as ldirectord runs them.
