@@ -5,7 +5,7 @@
 //! written instead; loading them fails at run time with a clear error.
 use anyhow::{Context as _, anyhow};
 
-const PROGRAMS: [&str; 2] = ["lb-ebpf", "xdp-baseline"];
+const PROGRAMS: [&str; 3] = ["lb-ebpf", "xdp-baseline", "xdp-pass"];
 
 fn main() -> anyhow::Result<()> {
     let out_dir = std::env::var("OUT_DIR")?;
