@@ -2,11 +2,9 @@
 //!
 //! Every command first runs `setup`, which installs what a fresh machine lacks.
 
-mod setup;
-
-use anyhow::{Context as _, Result, bail};
-use std::path::PathBuf;
+use anyhow::{Result, bail};
 use std::process::Command;
+use xtask::{run, setup, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -50,17 +48,6 @@ fn main() -> Result<()> {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-pub fn xdirectord_binary() -> PathBuf {
-    workspace_root().join("target/debug/xdirectord")
-}
-
 fn build() -> Result<()> {
     run(Command::new("cargo").args(["build", "--all-targets"]))
 }
@@ -86,30 +73,4 @@ fn test() -> Result<()> {
     ]))?;
     println!("test: cargo test");
     run(Command::new("cargo").args(["test", "--no-fail-fast"]))
-}
-
-/// Runs a command, failing with its command line when it fails.
-pub fn run(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot start {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed: {status}");
-    }
-    Ok(())
-}
-
-/// Runs a command and returns its standard output.
-pub fn capture(command: &mut Command) -> Result<String> {
-    let out = command
-        .output()
-        .with_context(|| format!("cannot start {command:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{command:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
 }
