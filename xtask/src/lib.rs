@@ -1,8 +1,9 @@
 //! The library half of `cargo xtask`: what the commands in `main.rs` and the integration tests in
-//! `tests/` share (set-up, and running commands with errors that name them).
+//! `tests/` share (the lab, set-up, and running commands with errors that name them).
 //!
 //! Kept free of the workspace's BPF crates: it must build on a machine that has no bpf-linker yet.
 
+pub mod lab;
 pub mod setup;
 
 use anyhow::{Context as _, Result, bail};

@@ -1,10 +1,10 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark xdirectord. See README.md.
 //!
-//! Every command first runs `setup`, which installs what a fresh machine lacks.
+//! Every command that builds first runs `setup`, which installs what a fresh machine lacks.
 
 use anyhow::{Result, bail};
 use std::process::Command;
-use xtask::{run, setup, workspace_root, xdirectord_binary};
+use xtask::{lab, run, setup, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -13,6 +13,9 @@ usage: cargo xtask <command>
   build             build everything (the XDP programs and the xdirectord binary)
   run [-- ARGS]     build, then run xdirectord with ARGS
   test              formatting, clippy and every test (as CI runs them; needs root)
+  lab up|down|status
+                    a network-namespace LVS direct-routing site on this machine: a client, the
+                    director, three real web servers and a switch (docs/lab.md; needs root)
 ";
 
 fn main() -> Result<()> {
@@ -40,11 +43,32 @@ fn main() -> Result<()> {
             setup::setup()?;
             test()
         }
+        "lab" => lab_command(rest),
+        // Not in USAGE: `lab up` runs the lab's web servers as this binary's children.
+        "lab-httpd" => lab::httpd::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+fn lab_command(args: &[String]) -> Result<()> {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["up"] => {
+            // The lab needs the xdp-pass program, hence bpf-linker and the rest of set-up.
+            setup::setup()?;
+            lab::up(&std::env::current_exe()?)
+        }
+        ["down"] => lab::down(),
+        ["status"] => lab::print_status(),
+        _ => bail!("usage: cargo xtask lab up|down|status"),
     }
 }
 
