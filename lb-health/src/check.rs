@@ -1,0 +1,337 @@
+//! One real's check, prepared once and run round after round: ldirectord's `_check_real`.
+//!
+//! [`Checker`] turns a [`CheckSpec`] into the probe ldirectord would run (connect over UDP
+//! becomes ping, `service = none` is always up, combined checks alternate), applies the
+//! maintenance directory first, and bounds each probe by its timeout. [`Probes`] holds what
+//! all checks share. Scheduling is the runner's job, not this module's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+
+use crate::combined::{Combined, Phase};
+use crate::dns::Query;
+use crate::error::CheckError;
+use crate::external::CheckCommand;
+use crate::http::HttpCheck;
+use crate::outcome::{CheckOutcome, Outcome};
+use crate::ping::Pinger;
+use crate::receive::Receive;
+use crate::spec::{CheckSpec, CheckType, Protocol, Service, VirtualServer, bracketed};
+use crate::{dns, external, maintenance, tcp, tls};
+
+/// Resources every check shares: the TLS client configuration, the ICMP sockets and the limit
+/// on concurrently running check commands. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Probes {
+    inner: Arc<ProbesInner>,
+}
+
+struct ProbesInner {
+    tls: TlsConnector,
+    pinger: Pinger,
+    /// Check commands fork and exec; 10,000 of them at once would exhaust the process table
+    /// and the CPU before any timed out. Commands wait for a slot, outside their timeout.
+    processes: Semaphore,
+}
+
+impl std::fmt::Debug for ProbesInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes")
+            .field("processes_available", &self.processes.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Probes {
+    /// `max_processes`: how many external check commands may run at once.
+    pub fn new(max_processes: usize) -> Probes {
+        Probes {
+            inner: Arc::new(ProbesInner {
+                tls: TlsConnector::from(tls::client_config()),
+                pinger: Pinger::default(),
+                processes: Semaphore::new(max_processes.max(1)),
+            }),
+        }
+    }
+}
+
+impl Default for Probes {
+    fn default() -> Probes {
+        Probes::new(DEFAULT_MAX_PROCESSES)
+    }
+}
+
+/// Default for [`Probes::new`]: enough for scripts that take a second, few enough that a
+/// storm of them cannot starve the machine.
+pub const DEFAULT_MAX_PROCESSES: usize = 64;
+
+/// What a round runs, decided once from the spec.
+#[derive(Debug)]
+enum Plan {
+    Connect(SocketAddr),
+    Ping,
+    Negotiate(Negotiator),
+    Combined {
+        negotiator: Negotiator,
+        sequence: Combined,
+    },
+    External(CheckCommand),
+    On,
+    Off,
+}
+
+#[derive(Debug)]
+enum Negotiator {
+    /// `service = none`: ldirectord's `check_none`, always up.
+    AlwaysUp,
+    Http(Box<HttpCheck>),
+    SimpleTcp {
+        addr: SocketAddr,
+        payload: Vec<u8>,
+        receive: Receive,
+        udp: bool,
+    },
+    Dns {
+        addr: SocketAddr,
+        query: Query,
+        receive: Receive,
+        receive_is_empty: bool,
+        tcp: bool,
+    },
+}
+
+/// One real's check with its state between rounds (the combined-check counter).
+#[derive(Debug)]
+pub struct Checker {
+    spec: CheckSpec,
+    plan: Plan,
+}
+
+impl Checker {
+    /// Prepares the check; refuses what [`CheckSpec::validate`] refuses and patterns or
+    /// requests that cannot be compiled.
+    pub fn new(spec: CheckSpec) -> Result<Checker, CheckError> {
+        spec.validate()?;
+        let check_addr = SocketAddr::new(spec.real.ip(), spec.check_port);
+        let plan = match spec.check_type {
+            CheckType::Connect if spec.protocol == Protocol::Udp => Plan::Ping,
+            CheckType::Connect => Plan::Connect(check_addr),
+            CheckType::Negotiate => Plan::Negotiate(Negotiator::new(&spec)?),
+            CheckType::Combined(every) => Plan::Combined {
+                negotiator: Negotiator::new(&spec)?,
+                sequence: Combined::new(every),
+            },
+            CheckType::Ping => Plan::Ping,
+            CheckType::External => {
+                Plan::External(CheckCommand::external(&spec.check_command, args(&spec)))
+            }
+            CheckType::ExternalPerl => {
+                Plan::External(CheckCommand::perl(&spec.check_command, args(&spec)))
+            }
+            CheckType::On => Plan::On,
+            CheckType::Off => Plan::Off,
+        };
+        Ok(Checker { spec, plan })
+    }
+
+    pub fn spec(&self) -> &CheckSpec {
+        &self.spec
+    }
+
+    /// Runs one round. `None` when there is nothing to report: `checktype = off` outside
+    /// maintenance.
+    pub async fn check(&mut self, probes: &Probes) -> Option<CheckOutcome> {
+        let spec = &self.spec;
+        if let Some(dir) = &spec.maintenance_dir {
+            let found =
+                maintenance::find(dir, spec.real.ip(), spec.real.port(), spec.check_timeout).await;
+            if let Some(file) = found {
+                return Some(CheckOutcome {
+                    up: false,
+                    maintenance: true,
+                    reason: Arc::from(format!("in maintenance: {}", file.display())),
+                });
+            }
+        }
+        let outcome = match &mut self.plan {
+            Plan::Off => return None,
+            Plan::On => Outcome::up("checktype on"),
+            Plan::Connect(addr) => bounded(spec.check_timeout, tcp::connect(*addr)).await,
+            Plan::Ping => {
+                probes
+                    .inner
+                    .pinger
+                    .check(spec.real.ip(), spec.check_count, spec.check_timeout)
+                    .await
+            }
+            Plan::Negotiate(negotiator) => negotiator.run(spec, probes).await,
+            Plan::Combined {
+                negotiator,
+                sequence,
+            } => {
+                let phase = sequence.next_phase();
+                let outcome = match phase {
+                    Phase::Negotiate => negotiator.run(spec, probes).await,
+                    Phase::Connect => combined_connect(spec).await,
+                };
+                sequence.record(phase, outcome.up);
+                outcome
+            }
+            Plan::External(command) => {
+                // The semaphore is never closed, so acquiring only waits.
+                let _slot = probes.inner.processes.acquire().await.ok();
+                external::run(command, spec.check_timeout).await
+            }
+        };
+        Some(outcome.into())
+    }
+}
+
+/// The connect round of a combined check: ldirectord calls `check_connect` whatever the
+/// protocol, so over UDP it is a datagram-socket connect, not a ping.
+async fn combined_connect(spec: &CheckSpec) -> Outcome {
+    let addr = SocketAddr::new(spec.real.ip(), spec.check_port);
+    let probe = async {
+        let mut outcome = if spec.protocol == Protocol::Udp {
+            tcp::connect_udp(addr).await
+        } else {
+            tcp::connect(addr).await
+        };
+        if outcome.up {
+            outcome.reason = "connected (combined check, connect round)".into();
+        }
+        outcome
+    };
+    bounded(spec.check_timeout, probe).await
+}
+
+impl Negotiator {
+    fn new(spec: &CheckSpec) -> Result<Negotiator, CheckError> {
+        let addr = SocketAddr::new(spec.real.ip(), spec.check_port);
+        Ok(match spec.service {
+            Service::None => Negotiator::AlwaysUp,
+            Service::Http | Service::Https | Service::HttpProxy => {
+                Negotiator::Http(Box::new(HttpCheck::new(spec)?))
+            }
+            Service::SimpleTcp => Negotiator::SimpleTcp {
+                addr,
+                payload: tcp::simpletcp_payload(&spec.request),
+                receive: Receive::new(&spec.receive)?,
+                udp: spec.protocol == Protocol::Udp,
+            },
+            Service::Dns => Negotiator::Dns {
+                addr,
+                query: Query::for_request(&spec.request),
+                receive: Receive::new(&spec.receive)?,
+                receive_is_empty: spec.receive.is_empty(),
+                tcp: spec.protocol == Protocol::Tcp,
+            },
+            other => return Err(CheckError::UnsupportedService(other)),
+        })
+    }
+
+    async fn run(&self, spec: &CheckSpec, probes: &Probes) -> Outcome {
+        let timeout = spec.negotiate_timeout;
+        match self {
+            Negotiator::AlwaysUp => Outcome::up("service none"),
+            Negotiator::Http(http) => bounded(timeout, http.run(&probes.inner.tls)).await,
+            Negotiator::SimpleTcp {
+                addr,
+                payload,
+                receive,
+                udp: false,
+            } => bounded(timeout, tcp::simpletcp(*addr, payload, receive)).await,
+            Negotiator::SimpleTcp {
+                addr,
+                payload,
+                receive,
+                udp: true,
+            } => bounded(timeout, tcp::simpletcp_udp(*addr, payload, receive)).await,
+            Negotiator::Dns {
+                addr,
+                query,
+                receive,
+                receive_is_empty,
+                tcp,
+            } => {
+                bounded(
+                    timeout,
+                    dns::check(*addr, query, receive, *receive_is_empty, *tcp),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Bounds a probe's total time: whatever it is doing at the deadline, it is dropped (its
+/// sockets closed) and the check is down.
+async fn bounded(timeout: Duration, probe: impl Future<Output = Outcome>) -> Outcome {
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::down(format!("timed out after {}s", timeout.as_secs_f64())),
+    }
+}
+
+/// ldirectord's external-check arguments: `<vip-or-fwmark> <vport> <rip> <rport>`.
+fn args(spec: &CheckSpec) -> [String; 4] {
+    let (virtual_server, virtual_port) = match spec.virtual_server {
+        VirtualServer::Addr(addr) => (bracketed(addr.ip()), addr.port()),
+        VirtualServer::Fwmark(mark) => (mark.to_string(), 0),
+    };
+    [
+        virtual_server,
+        virtual_port.to_string(),
+        bracketed(spec.real.ip()),
+        spec.real.port().to_string(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_arguments_match_ldirectord() {
+        let mut spec = CheckSpec::new(
+            VirtualServer::Addr("[2001:db8::1]:443".parse().unwrap()),
+            "[2001:db8::10]:8443".parse().unwrap(),
+            Service::Https,
+        );
+        assert_eq!(
+            args(&spec),
+            ["[2001:db8::1]", "443", "[2001:db8::10]", "8443"]
+        );
+        spec.virtual_server = VirtualServer::Fwmark(7);
+        assert_eq!(args(&spec)[..2], ["7", "0"]);
+    }
+
+    #[test]
+    fn connect_over_udp_pings() {
+        let mut spec = CheckSpec::new(
+            VirtualServer::Addr("192.0.2.1:53".parse().unwrap()),
+            "10.0.0.1:53".parse().unwrap(),
+            Service::Dns,
+        );
+        spec.check_type = CheckType::Connect;
+        spec.protocol = Protocol::Udp;
+        assert!(matches!(Checker::new(spec).unwrap().plan, Plan::Ping));
+    }
+
+    #[test]
+    fn unsupported_services_are_refused() {
+        let spec = CheckSpec::new(
+            VirtualServer::Addr("192.0.2.1:21".parse().unwrap()),
+            "10.0.0.1:21".parse().unwrap(),
+            Service::Ftp,
+        );
+        assert_eq!(
+            Checker::new(spec).unwrap_err(),
+            CheckError::UnsupportedService(Service::Ftp)
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! The runner: one lightweight task per distinct check, each on its own jittered schedule,
+//! reporting every completed round to the agent.
+//!
+//! * Deduplication: the agent hands over `(key, spec)` pairs; pairs with equal specs share one
+//!   task, and each completed round is reported once per key.
+//! * Reload: [`HealthRunner::replace`] diffs the new set against the running one by spec.
+//!   Unchanged checks keep their task, schedule and state (the combined counter), only their
+//!   keys are updated; removed ones are cancelled; new ones start with a random first delay.
+//! * Limits: at most `max_in_flight` probes run at once so a mass outage cannot exhaust file
+//!   descriptors. A check that has to wait for a slot is counted in [`RunnerStats`] and logged
+//!   (at most every 10 s), never delayed silently.
+//! * Shutdown: a [`CancellationToken`] (a child of the agent's) stops every task at its next
+//!   await; [`HealthRunner::shutdown`] waits for them on a [`TaskTracker`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::check::{Checker, DEFAULT_MAX_PROCESSES, Probes};
+use crate::error::CheckError;
+use crate::outcome::CheckOutcome;
+use crate::schedule::Jitter;
+use crate::spec::CheckSpec;
+
+/// A runner-assigned number for one distinct (deduplicated) check, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckId(pub u64);
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "check#{}", self.0)
+    }
+}
+
+/// One completed round of one check, for one of the keys that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult<K> {
+    /// The agent's key given to [`HealthRunner::replace`] (e.g. virtual + real).
+    pub key: K,
+    /// The distinct check that ran; equal for every key sharing it.
+    pub check: CheckId,
+    /// The condition held.
+    pub up: bool,
+    /// Forced down by a maintenance file: take the real down without counting failures.
+    pub maintenance: bool,
+    /// A short reason for logs.
+    pub reason: Arc<str>,
+}
+
+/// How the runner schedules and limits checks.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub jitter: Jitter,
+    /// Probes running at once, at most. Each holds about one socket.
+    pub max_in_flight: usize,
+    /// External check commands running at once, at most.
+    pub max_processes: usize,
+}
+
+impl Default for RunnerConfig {
+    /// Jitter defaults; `max_in_flight` from the open-file limit in force now (half of it, so
+    /// the rest of the agent keeps descriptors); call [`raise_nofile_limit`] first.
+    fn default() -> RunnerConfig {
+        RunnerConfig {
+            jitter: Jitter::default(),
+            max_in_flight: in_flight_for_nofile(nofile_limit()),
+            max_processes: DEFAULT_MAX_PROCESSES,
+        }
+    }
+}
+
+fn in_flight_for_nofile(soft_limit: u64) -> usize {
+    usize::try_from(soft_limit.saturating_sub(64) / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1 << 20)
+}
+
+fn nofile_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (often 1024 → 524288) and returns it.
+/// 10,000 checks against dead reals can hold 10,000 sockets at once.
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Counters since the runner started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunnerStats {
+    /// Distinct checks running now.
+    pub checks: u64,
+    /// Rounds completed (with or without a report).
+    pub rounds: u64,
+    pub up: u64,
+    pub down: u64,
+    /// Rounds that had to wait for an in-flight slot.
+    pub waited_for_slot: u64,
+    /// Rounds that started later than their planned time because the previous one ran past
+    /// it (a probe slower than `checkinterval`, e.g. timing out).
+    pub overran: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    rounds: AtomicU64,
+    up: AtomicU64,
+    down: AtomicU64,
+    waited_for_slot: AtomicU64,
+    overran: AtomicU64,
+}
+
+/// What every task of a runner shares.
+struct Shared<K> {
+    probes: Probes,
+    in_flight: Semaphore,
+    max_in_flight: usize,
+    jitter: Jitter,
+    results: mpsc::Sender<CheckResult<K>>,
+    counters: Counters,
+    /// When the last "waited for a slot" warning was logged, and how many waits since.
+    slot_warning: Mutex<(Option<Instant>, u64)>,
+}
+
+const SLOT_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+impl<K> Shared<K> {
+    fn note_slot_wait(&self) {
+        self.counters
+            .waited_for_slot
+            .fetch_add(1, Ordering::Relaxed);
+        let mut warning = self.slot_warning.lock().unwrap_or_else(|e| e.into_inner());
+        warning.1 += 1;
+        let now = Instant::now();
+        if warning
+            .0
+            .is_none_or(|last| now - last >= SLOT_WARNING_EVERY)
+        {
+            tracing::warn!(
+                waits = warning.1,
+                max_in_flight = self.max_in_flight,
+                "health checks waited for an in-flight slot: checks run later than their interval"
+            );
+            *warning = (Some(now), 0);
+        }
+    }
+}
+
+struct Running<K> {
+    id: CheckId,
+    keys: Arc<Mutex<Arc<[K]>>>,
+    cancel: CancellationToken,
+}
+
+/// What [`HealthRunner::replace`] did.
+#[derive(Debug)]
+pub struct Reload<K> {
+    /// Distinct checks left running undisturbed.
+    pub kept: usize,
+    pub started: usize,
+    pub stopped: usize,
+    /// Keys whose spec was refused; they get no results (so their reals never come up).
+    pub rejected: Vec<(K, CheckError)>,
+}
+
+/// Runs the agent's checks and sends every completed round to `results`.
+pub struct HealthRunner<K> {
+    running: HashMap<CheckSpec, Running<K>>,
+    shared: Arc<Shared<K>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    next_id: u64,
+}
+
+impl<K> HealthRunner<K>
+where
+    K: Clone + Send + Sync + 'static,
+{
+    /// A runner with no checks. `shutdown` is the agent's token: cancelling it stops every
+    /// check. Must be called within a tokio runtime with time, I/O and process support.
+    pub fn new(
+        results: mpsc::Sender<CheckResult<K>>,
+        config: RunnerConfig,
+        shutdown: &CancellationToken,
+    ) -> HealthRunner<K> {
+        HealthRunner {
+            running: HashMap::new(),
+            shared: Arc::new(Shared {
+                probes: Probes::new(config.max_processes),
+                in_flight: Semaphore::new(config.max_in_flight.max(1)),
+                max_in_flight: config.max_in_flight.max(1),
+                jitter: config.jitter,
+                results,
+                counters: Counters::default(),
+                slot_warning: Mutex::new((None, 0)),
+            }),
+            cancel: shutdown.child_token(),
+            tracker: TaskTracker::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Makes `checks` the running set: keeps unchanged checks as they are, starts new ones,
+    /// stops the rest. Keys whose spec is refused are returned in [`Reload::rejected`].
+    pub fn replace(&mut self, checks: impl IntoIterator<Item = (K, CheckSpec)>) -> Reload<K> {
+        let mut rejected = Vec::new();
+        // Grouped by spec, in first-seen order so start order follows the configuration.
+        let mut order: Vec<CheckSpec> = Vec::new();
+        let mut wanted: HashMap<CheckSpec, Vec<K>> = HashMap::new();
+        for (key, spec) in checks {
+            if let Err(e) = spec.validate() {
+                rejected.push((key, e));
+                continue;
+            }
+            match wanted.get_mut(&spec) {
+                Some(keys) => keys.push(key),
+                None => {
+                    order.push(spec.clone());
+                    wanted.insert(spec, vec![key]);
+                }
+            }
+        }
+
+        let before = self.running.len();
+        self.running.retain(|spec, running| {
+            let keep = wanted.contains_key(spec);
+            if !keep {
+                running.cancel.cancel();
+            }
+            keep
+        });
+        let stopped = before - self.running.len();
+
+        let (mut kept, mut started) = (0, 0);
+        for spec in order {
+            let Some(keys) = wanted.remove(&spec) else {
+                continue;
+            };
+            if let Some(running) = self.running.get(&spec) {
+                *running.keys.lock().unwrap_or_else(|e| e.into_inner()) = keys.into();
+                kept += 1;
+                continue;
+            }
+            match Checker::new(spec.clone()) {
+                Ok(checker) => {
+                    self.start(spec, checker, keys);
+                    started += 1;
+                }
+                Err(e) => rejected.extend(keys.into_iter().map(|k| (k, e.clone()))),
+            }
+        }
+        Reload {
+            kept,
+            started,
+            stopped,
+            rejected,
+        }
+    }
+
+    fn start(&mut self, spec: CheckSpec, checker: Checker, keys: Vec<K>) {
+        let id = CheckId(self.next_id);
+        self.next_id += 1;
+        let keys: Arc<Mutex<Arc<[K]>>> = Arc::new(Mutex::new(keys.into()));
+        let cancel = self.cancel.child_token();
+        let first_delay = self
+            .shared
+            .jitter
+            .first_delay(spec.check_interval, fastrand::f64());
+        let task = CheckTask {
+            id,
+            checker,
+            keys: Arc::clone(&keys),
+            shared: Arc::clone(&self.shared),
+            cancel: cancel.clone(),
+        };
+        self.tracker.spawn(task.run(first_delay));
+        self.running.insert(spec, Running { id, keys, cancel });
+    }
+
+    /// The id of the running check for `spec`, if any.
+    pub fn check_id(&self, spec: &CheckSpec) -> Option<CheckId> {
+        self.running.get(spec).map(|r| r.id)
+    }
+
+    /// Distinct checks running.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    pub fn stats(&self) -> RunnerStats {
+        let c = &self.shared.counters;
+        RunnerStats {
+            checks: self.running.len() as u64,
+            rounds: c.rounds.load(Ordering::Relaxed),
+            up: c.up.load(Ordering::Relaxed),
+            down: c.down.load(Ordering::Relaxed),
+            waited_for_slot: c.waited_for_slot.load(Ordering::Relaxed),
+            overran: c.overran.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops every check and waits until their tasks have ended (probes in progress are
+    /// dropped, closing their sockets; a running check command is killed).
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+struct CheckTask<K> {
+    id: CheckId,
+    checker: Checker,
+    keys: Arc<Mutex<Arc<[K]>>>,
+    shared: Arc<Shared<K>>,
+    cancel: CancellationToken,
+}
+
+impl<K> CheckTask<K>
+where
+    K: Clone + Send + Sync + 'static,
+{
+    async fn run(self, first_delay: Duration) {
+        let cancel = self.cancel.clone();
+        // Cancellation drops the round wherever it is, probes included.
+        cancel.run_until_cancelled(self.rounds(first_delay)).await;
+    }
+
+    async fn rounds(mut self, first_delay: Duration) {
+        let interval = self.checker.spec().check_interval;
+        let mut next = Instant::now() + first_delay;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let outcome = {
+                let _slot = match self.shared.in_flight.try_acquire() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        self.shared.note_slot_wait();
+                        match self.shared.in_flight.acquire().await {
+                            Ok(slot) => slot,
+                            Err(_closed) => return,
+                        }
+                    }
+                };
+                self.checker.check(&self.shared.probes).await
+            };
+            let counters = &self.shared.counters;
+            counters.rounds.fetch_add(1, Ordering::Relaxed);
+            if let Some(outcome) = outcome {
+                let tally = if outcome.up {
+                    &counters.up
+                } else {
+                    &counters.down
+                };
+                tally.fetch_add(1, Ordering::Relaxed);
+                if !self.report(outcome).await {
+                    return;
+                }
+            }
+            next += self.shared.jitter.period(interval, fastrand::f64());
+            let now = Instant::now();
+            if next < now {
+                counters.overran.fetch_add(1, Ordering::Relaxed);
+                next = now;
+            }
+        }
+    }
+
+    /// Sends the outcome once per key; false when the agent has gone.
+    async fn report(&self, outcome: CheckOutcome) -> bool {
+        let keys = Arc::clone(&self.keys.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in keys.iter() {
+            let result = CheckResult {
+                key: key.clone(),
+                check: self.id,
+                up: outcome.up,
+                maintenance: outcome.maintenance,
+                reason: Arc::clone(&outcome.reason),
+            };
+            if self.shared.results.send(result).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_limit_leaves_descriptors_to_the_agent() {
+        assert_eq!(in_flight_for_nofile(1024), 480);
+        assert_eq!(in_flight_for_nofile(0), 16);
+        assert_eq!(in_flight_for_nofile(u64::MAX), 1 << 20);
+    }
+}
