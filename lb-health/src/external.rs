@@ -70,7 +70,11 @@ pub(crate) async fn run(command: &CheckCommand, timeout: Duration) -> Outcome {
         Ok(child) => child,
         Err(e) => return Outcome::down(format!("cannot run {}: {e}", command.program)),
     };
-    match tokio::time::timeout(timeout, child.wait()).await {
+    let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // From here on the group is either reaped or handed to `terminate`.
+    group.0 = None;
+    match waited {
         Ok(Ok(status)) => judge(status),
         Ok(Err(e)) => Outcome::down(format!("wait: {e}")),
         Err(_elapsed) => {
@@ -111,6 +115,18 @@ fn terminate(mut child: Child) {
             let _ = child.wait().await;
         }
     });
+}
+
+/// Kills the command's whole process group if the check is dropped while it runs (runner
+/// shutdown, check removed on reload); `kill_on_drop` alone reaches only the direct child.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            signal_group(pgid, libc::SIGKILL);
+        }
+    }
 }
 
 fn signal_group(pgid: i32, signal: i32) {
