@@ -1,11 +1,128 @@
+//! xdirectord's XDP program: parse → VIP lookup → flow table → persistence / scheduler →
+//! forward, with counters at each step. See `lb_common` for the maps.
+//!
+//! A packet that is not for a VIP leaves unchanged (XDP_PASS); a malformed one is counted and
+//! passed, never forwarded; fragments and ICMP errors are counted and passed to the kernel.
 #![no_std]
 #![no_main]
+// Atomic adds on map values: core's atomic types are not available on the BPF target.
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "atomic_xadd is the only atomic add on the BPF target"
+)]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+mod conns;
+mod family;
+mod forward;
+mod maps;
+mod parse;
+mod schedule;
+mod stats;
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
+};
+use lb_common::{
+    AF_INET, IPPROTO_TCP,
+    values::{FLOW_CLOSING, FlowEntry, VipMeta},
+};
+
+use family::{Family, V4, V6};
+use maps::{CLOCK, REALS};
+use parse::{NotForUs, Packet, TCP_ACK, TCP_SYN};
+
+/// How often a flow's last-seen time is refreshed: often enough for the agent's idle timeouts,
+/// rarely enough not to write to the flow entry on every packet.
+const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
 #[xdp]
-pub fn xdirectord(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
+pub fn xdirectord(ctx: XdpContext) -> u32 {
+    match parse::parse(&ctx) {
+        Ok(packet) if packet.family == AF_INET => balance::<V4>(&ctx, &packet),
+        Ok(packet) => balance::<V6>(&ctx, &packet),
+        Err(why) => {
+            stats::global(|s| match why {
+                NotForUs::Other => s.passed += 1,
+                NotForUs::Malformed => s.malformed += 1,
+                NotForUs::Fragment => s.fragments += 1,
+                NotForUs::IcmpError => s.icmp_errors += 1,
+            });
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+/// The program's clock: the kernel's coarse monotonic clock, or the test clock when set.
+#[inline(always)]
+fn now() -> u64 {
+    match CLOCK.get(0) {
+        Some(&t) if t != 0 => t,
+        // SAFETY: a helper without arguments.
+        _ => unsafe { bpf_ktime_get_coarse_ns() },
+    }
+}
+
+#[inline(always)]
+fn balance<F: Family>(ctx: &XdpContext, packet: &Packet) -> u32 {
+    let Some(meta) = F::vip(packet) else {
+        stats::global(|s| s.passed += 1);
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: VIPS maps are BPF_F_NO_PREALLOC: the element stays valid for this program run.
+    let meta: &VipMeta = unsafe { &*meta };
+    let now = now();
+    let flow_key = F::flow_key(packet);
+    let is_tcp = packet.proto == IPPROTO_TCP;
+    let flags = packet.tcp_flags;
+    let syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_ACK == 0;
+
+    if let Some(flow) = F::flow(&flow_key) {
+        // SAFETY: used before any other operation on the flow table.
+        let flow = unsafe { &mut *flow };
+        if let Some(real) = schedule::usable_real(flow.real_id, flow.real_generation, meta.index) {
+            if !(syn && flow.state == FLOW_CLOSING) {
+                if is_tcp {
+                    conns::track(flow, flags);
+                }
+                if now.wrapping_sub(flow.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+                    flow.last_seen_ns = now;
+                }
+                stats::traffic(meta.index, flow.real_id, packet.len, false);
+                return forward::forward(ctx, real);
+            }
+            // A new connection on the tuple of a closed one: forget the old, place the new.
+            conns::closed(flow.real_id, flow.state);
+        }
+        // Otherwise its real was removed: place the flow again.
+    }
+
+    let real_id = if is_tcp && !syn {
+        stats::global(|s| s.flow_miss_non_syn += 1);
+        schedule::for_lost_flow::<F>(meta, packet, &flow_key, now)
+    } else {
+        schedule::for_new_flow::<F>(meta, packet, &flow_key, now)
+    };
+    let Some(real_id) = real_id else {
+        stats::global(|s| s.no_real += 1);
+        return xdp_action::XDP_DROP;
+    };
+    let Some(real) = REALS.get(real_id) else {
+        stats::global(|s| s.no_real += 1);
+        return xdp_action::XDP_DROP;
+    };
+    let state = conns::initial_state(is_tcp, flags);
+    let entry = FlowEntry {
+        real_id,
+        real_generation: real.generation,
+        state,
+        _pad: 0,
+        last_seen_ns: now,
+    };
+    F::insert_flow(&flow_key, &entry);
+    conns::opened(real_id, state);
+    stats::traffic(meta.index, real_id, packet.len, true);
+    forward::forward(ctx, real)
 }
 
 #[cfg(not(test))]

@@ -1,1 +1,2 @@
-//! xdirectord
+//! xdirectord: an XDP layer-4 load balancer with an ldirectord-compatible control plane.
+pub mod objects;

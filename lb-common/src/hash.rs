@@ -1,0 +1,131 @@
+//! The flow hash (MurmurHash3's 32-bit mixing), computed by the program to index the
+//! consistent-hash table and by user space's model of the program. One definition for both, so
+//! they cannot drift apart.
+//!
+//! Words are read in native byte order: the program and user space run on the same host.
+
+use crate::keys::{Flow4Key, Flow6Key};
+
+const SEED: u32 = 0x5844_4952; // "XDIR"
+
+#[inline(always)]
+fn mix(h: u32, k: u32) -> u32 {
+    let k = k
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+#[inline(always)]
+fn finish(mut h: u32, len_words: u32) -> u32 {
+    h ^= len_words * 4;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The consistent-hash table entry a hash selects: `hash · RING_SIZE / 2³²` (Lemire's
+/// multiply-shift range reduction). Unlike `hash % RING_SIZE`, which LLVM turns into a
+/// multiply-high sequence whose range the verifier cannot follow, the verifier can bound this.
+#[inline(always)]
+pub fn ring_index(hash: u32) -> u32 {
+    ((hash as u64 * crate::maps::RING_SIZE as u64) >> 32) as u32
+}
+
+#[inline(always)]
+fn word(b: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]])
+}
+
+/// Hash of an IPv4 address (source hashing, destination hashing).
+#[inline(always)]
+pub fn addr4(addr: [u8; 4]) -> u32 {
+    finish(mix(SEED, u32::from_ne_bytes(addr)), 1)
+}
+
+/// Hash of an IPv6 address.
+#[inline(always)]
+pub fn addr6(addr: &[u8; 16]) -> u32 {
+    let mut h = SEED;
+    h = mix(h, word(addr, 0));
+    h = mix(h, word(addr, 1));
+    h = mix(h, word(addr, 2));
+    h = mix(h, word(addr, 3));
+    finish(h, 4)
+}
+
+/// Hash of an IPv4 flow tuple (Maglev hashing, and placing flows the flow table lost).
+#[inline(always)]
+pub fn flow4(key: &Flow4Key) -> u32 {
+    let mut h = SEED;
+    h = mix(h, u32::from_ne_bytes(key.src));
+    h = mix(h, u32::from_ne_bytes(key.dst));
+    h = mix(h, ((key.sport as u32) << 16) | key.dport as u32);
+    h = mix(h, key.proto as u32);
+    finish(h, 4)
+}
+
+/// Hash of an IPv6 flow tuple.
+#[inline(always)]
+pub fn flow6(key: &Flow6Key) -> u32 {
+    let mut h = SEED;
+    h = mix(h, word(&key.src, 0));
+    h = mix(h, word(&key.src, 1));
+    h = mix(h, word(&key.src, 2));
+    h = mix(h, word(&key.src, 3));
+    h = mix(h, word(&key.dst, 0));
+    h = mix(h, word(&key.dst, 1));
+    h = mix(h, word(&key.dst, 2));
+    h = mix(h, word(&key.dst, 3));
+    h = mix(h, ((key.sport as u32) << 16) | key.dport as u32);
+    h = mix(h, key.proto as u32);
+    finish(h, 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn different_inputs_spread() {
+        let a = addr4([10, 0, 0, 1]);
+        let b = addr4([10, 0, 0, 2]);
+        assert_ne!(a, b);
+        let mut k = Flow4Key {
+            src: [1, 2, 3, 4],
+            dst: [5, 6, 7, 8],
+            sport: 1000,
+            dport: 80,
+            proto: 6,
+            ..Default::default()
+        };
+        let h1 = flow4(&k);
+        k.sport = 1001;
+        assert_ne!(h1, flow4(&k));
+    }
+
+    /// Golden values: the hash places flows that lost their flow-table entry, so changing it
+    /// moves them. Change these only on purpose.
+    #[test]
+    fn golden() {
+        assert_eq!(addr4([192, 168, 6, 2]), 0xe7a2_1917);
+        let mut addr = [0u8; 16];
+        addr[15] = 1;
+        assert_eq!(addr6(&addr), 0xf1d9_1f83);
+        let k = Flow4Key {
+            src: [1, 2, 3, 4],
+            dst: [5, 6, 7, 8],
+            sport: 1000,
+            dport: 80,
+            proto: 6,
+            ..Default::default()
+        };
+        assert_eq!(flow4(&k), 0x8baf_fce0);
+    }
+}

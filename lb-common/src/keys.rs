@@ -1,0 +1,69 @@
+//! Keys of the hash maps. Addresses are in network byte order (as on the wire); ports and
+//! everything else in host byte order, so that `bpftool map dump` prints them as people read them.
+
+/// A virtual service, IPv4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vip4Key {
+    /// Network byte order.
+    pub addr: [u8; 4],
+    pub port: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// A virtual service, IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vip6Key {
+    /// Network byte order.
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// A flow (client → VIP), IPv4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow4Key {
+    /// Client address, network byte order.
+    pub src: [u8; 4],
+    /// VIP, network byte order.
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A flow (client → VIP), IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow6Key {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A persistence template: the client address under the VIP's netmask, and the VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Persist4Key {
+    /// Masked client address, network byte order.
+    pub client: [u8; 4],
+    /// [`crate::values::VipMeta::index`] of the virtual service.
+    pub vip_index: u32,
+}
+
+/// A persistence template, IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Persist6Key {
+    pub client: [u8; 16],
+    pub vip_index: u32,
+}

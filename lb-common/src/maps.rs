@@ -1,0 +1,93 @@
+//! Map names (the ELF symbol names, also the pin file names) and sizes.
+//!
+//! Names are at most 15 characters: the kernel's BPF_OBJ_NAME_LEN is 16 including the NUL.
+
+/// VIP lookup, IPv4: [`crate::keys::Vip4Key`] → [`crate::values::VipMeta`].
+pub const VIPS4: &str = "VIPS4";
+/// VIP lookup, IPv6: [`crate::keys::Vip6Key`] → [`crate::values::VipMeta`].
+pub const VIPS6: &str = "VIPS6";
+/// Real servers by real id: [`crate::values::RealDef`]. Id 0 is never used.
+pub const REALS: &str = "REALS";
+/// Per VIP table slot, the reals and their weights: [`crate::values::SlotReals`].
+pub const SLOT_REALS: &str = "SLOT_REALS";
+/// Per VIP table slot, the consistent-hash (Maglev) table: [`crate::values::Ring`].
+pub const RINGS: &str = "RINGS";
+/// Per VIP table slot, the weighted round-robin sequence: [`crate::values::WrrSeq`].
+pub const WRR_SEQS: &str = "WRR_SEQS";
+/// Per CPU and VIP table slot, the position in the round-robin sequence (`u32`).
+pub const WRR_CURSORS: &str = "WRR_CURSORS";
+/// Flow table, IPv4: [`crate::keys::Flow4Key`] → [`crate::values::FlowEntry`] (LRU, per-CPU
+/// LRU lists).
+pub const FLOWS4: &str = "FLOWS4";
+/// Flow table, IPv6.
+pub const FLOWS6: &str = "FLOWS6";
+/// Persistence templates, IPv4: [`crate::keys::Persist4Key`] → [`crate::values::PersistEntry`].
+pub const PERSIST4: &str = "PERSIST4";
+/// Persistence templates, IPv6.
+pub const PERSIST6: &str = "PERSIST6";
+/// Connection counts per real id, kept by the program with atomic adds:
+/// [`crate::values::ConnCounts`].
+pub const CONNS: &str = "CONNS";
+/// Corrections to [`CONNS`] written by the agent only (flows it expired): same layout.
+pub const CONNS_EXPIRED: &str = "CONNS_EXPIRED";
+/// Per-CPU traffic counters per VIP index: [`crate::stats::TrafficStats`].
+pub const VIP_STATS: &str = "VIP_STATS";
+/// Per-CPU traffic counters per real id: [`crate::stats::TrafficStats`].
+pub const REAL_STATS: &str = "REAL_STATS";
+/// Per-CPU global counters, one entry: [`crate::stats::GlobalStats`].
+pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
+/// Egress interfaces for XDP_REDIRECT, keyed by ifindex (devmap hash).
+pub const TX_PORTS: &str = "TX_PORTS";
+/// One `u64`: when non-zero, the program's clock in nanoseconds instead of the kernel's
+/// monotonic clock. Tests set it to step through persistence expiry; the agent leaves it 0.
+pub const CLOCK: &str = "CLOCK";
+
+/// Every map, in the order the agent pins and checks them.
+pub const ALL: [&str; 18] = [
+    VIPS4,
+    VIPS6,
+    REALS,
+    SLOT_REALS,
+    RINGS,
+    WRR_SEQS,
+    WRR_CURSORS,
+    FLOWS4,
+    FLOWS6,
+    PERSIST4,
+    PERSIST6,
+    CONNS,
+    CONNS_EXPIRED,
+    VIP_STATS,
+    REAL_STATS,
+    GLOBAL_STATS,
+    TX_PORTS,
+    CLOCK,
+];
+
+/// Virtual services per address family and protocol together.
+pub const MAX_VIPS: u32 = 128;
+/// Each VIP owns two table slots: the live one and the one user space prepares (see
+/// [`crate::values::VipMeta::slot`]).
+pub const MAX_SLOTS: u32 = MAX_VIPS * 2;
+/// Real server ids; id 0 is reserved so that a zeroed entry never names a real.
+pub const MAX_REALS: u32 = 4096;
+/// Reals (including a fallback) per virtual service.
+pub const MAX_REALS_PER_VIP: u32 = 1024;
+/// Maglev table size: prime, and ≫ MAX_REALS_PER_VIP so each real's share is within about 1.5%
+/// of its weight's share (Maglev paper: M > 100·N keeps it within 1%).
+pub const RING_SIZE: u32 = 65537;
+/// Longest weighted round-robin sequence (Σweight / gcd). Longer sequences are scaled down.
+pub const WRR_SEQ_MAX: u32 = 65536;
+/// Flow table entries per address family.
+pub const FLOW_TABLE_SIZE: u32 = 1 << 18;
+/// Persistence templates per address family.
+pub const PERSIST_TABLE_SIZE: u32 = 1 << 16;
+/// Egress interfaces.
+pub const MAX_PORTS: u32 = 64;
+
+/// BPF_F_NO_PREALLOC: hash elements are freed after an RCU grace period, so replacing a
+/// [`VIPS4`] entry can never hand a reader a half-written value.
+pub const BPF_F_NO_PREALLOC: usize = 1;
+/// BPF_F_NO_COMMON_LRU: one LRU list per CPU (no cross-CPU lock on insert), values shared, so a
+/// flow that moves to another CPU still finds its entry.
+pub const BPF_F_NO_COMMON_LRU: usize = 2;

@@ -1,0 +1,251 @@
+//! Values of the maps: what user space writes for the program to read (VIP metadata, reals, table
+//! slots) and what the program writes (flows, persistence templates, connection counts).
+
+use crate::maps::{MAX_REALS_PER_VIP, RING_SIZE, WRR_SEQ_MAX};
+
+/// Scheduler of a virtual service, as [`VipMeta::scheduler`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Weighted round robin: the [`crate::maps::WRR_SEQS`] sequence.
+    Wrr = 0,
+    /// Round robin: the same sequence built with every live weight taken as 1.
+    Rr = 1,
+    /// Source hashing: the consistent-hash table on the client address.
+    Sh = 2,
+    /// Destination hashing: the consistent-hash table on the VIP address.
+    Dh = 3,
+    /// Maglev hashing: the consistent-hash table on the flow tuple.
+    Mh = 4,
+    /// Least connections: min(active·256 + inactive), IPVS's "overhead".
+    Lc = 5,
+    /// Weighted least connections: min(overhead / weight).
+    Wlc = 6,
+    /// Shortest expected delay: min((active + 1) / weight).
+    Sed = 7,
+    /// Never queue: an idle real if any, else as sed.
+    Nq = 8,
+}
+
+impl Scheduler {
+    pub const ALL: [Scheduler; 9] = [
+        Scheduler::Wrr,
+        Scheduler::Rr,
+        Scheduler::Sh,
+        Scheduler::Dh,
+        Scheduler::Mh,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Sed,
+        Scheduler::Nq,
+    ];
+
+    /// The IPVS name (`ipvsadm -s`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheduler::Wrr => "wrr",
+            Scheduler::Rr => "rr",
+            Scheduler::Sh => "sh",
+            Scheduler::Dh => "dh",
+            Scheduler::Mh => "mh",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Scheduler> {
+        Scheduler::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn from_u32(value: u32) -> Option<Scheduler> {
+        Scheduler::ALL.into_iter().find(|s| *s as u32 == value)
+    }
+
+    /// Schedulers that place new flows through the consistent-hash table.
+    pub const fn uses_ring(self) -> bool {
+        matches!(self, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)
+    }
+
+    /// Schedulers that read per-real connection counts.
+    pub const fn uses_conns(self) -> bool {
+        matches!(
+            self,
+            Scheduler::Lc | Scheduler::Wlc | Scheduler::Sed | Scheduler::Nq
+        )
+    }
+}
+
+/// [`VipMeta::flags`]: `persistent` is set; [`VipMeta::persist_timeout_secs`] and
+/// [`VipMeta::persist_mask`] apply.
+pub const VIP_F_PERSISTENT: u32 = 1;
+
+/// A virtual service. Replaced as a whole (one hash element) when its table changes, so a packet
+/// sees either the old slot with its sizes or the new one, never a mix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Index of the virtual service (0..MAX_VIPS): its counters and persistence templates.
+    pub index: u32,
+    /// The live table slot (`index * 2` or `index * 2 + 1`) in SLOT_REALS, RINGS, WRR_SEQS.
+    pub slot: u32,
+    /// [`Scheduler`] as u32.
+    pub scheduler: u32,
+    /// `VIP_F_*`.
+    pub flags: u32,
+    /// Persistence timeout in seconds.
+    pub persist_timeout_secs: u32,
+    /// Reals in the slot, including those of weight 0 (quiescent).
+    pub n_reals: u32,
+    /// Reals in the slot whose weight is above 0; 0 means only the fallback may take new flows.
+    pub n_live: u32,
+    /// Length of the slot's round-robin sequence.
+    pub wrr_len: u32,
+    /// Real id of the fallback server, 0 when there is none.
+    pub fallback: u32,
+    pub _pad: u32,
+    /// Persistence netmask, network byte order (IPv4 uses the first 4 bytes).
+    pub persist_mask: [u8; 16],
+}
+
+/// `RealDef::forward` values, IPVS's IP_VS_CONN_F_* forwarding codes.
+pub const FORWARD_MASQ: u8 = 0;
+/// The real is an address of the director itself: packets go to the local stack (XDP_PASS).
+pub const FORWARD_LOCAL: u8 = 1;
+pub const FORWARD_TUNNEL: u8 = 2;
+/// Direct routing ("gate"): rewrite the MACs and send.
+pub const FORWARD_ROUTE: u8 = 3;
+
+/// [`RealDef::flags`]: the MAC and egress interface are known.
+pub const REAL_F_RESOLVED: u32 = 1;
+
+/// A real server of one virtual service (IPVS's "destination").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealDef {
+    /// Network byte order; IPv4 uses the first 4 bytes.
+    pub addr: [u8; 16],
+    pub port: u16,
+    /// AF_INET or AF_INET6.
+    pub family: u8,
+    /// `FORWARD_*`.
+    pub forward: u8,
+    /// Bumped each time the id is given to a real, so a flow or persistence template that
+    /// remembers an older generation is seen as pointing at a removed real.
+    pub generation: u32,
+    /// Index of the virtual service the real belongs to.
+    pub vip_index: u32,
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Destination MAC (the real's, or its next hop's).
+    pub mac: [u8; 6],
+    /// Source MAC: the egress interface's.
+    pub src_mac: [u8; 6],
+    /// `REAL_F_*`.
+    pub flags: u32,
+    /// The configured weight, as `show` prints it (the schedulers read [`SlotReal::weight`]).
+    pub weight: u32,
+    pub _pad: u32,
+}
+
+/// One real of a table slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotReal {
+    pub real_id: u32,
+    /// The weight the schedulers use. 0 = quiescent: no new flows, established ones continue
+    /// (also while the real's MAC is not resolved yet).
+    pub weight: u32,
+}
+
+/// The reals of a table slot, in configuration order ([`VipMeta::n_reals`] of them).
+///
+/// The per-slot tables are single large array values: user space writes a whole slot with one
+/// syscall (array elements are rounded up to 8 bytes, so an array of `u16` would also cost four
+/// times the memory).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotReals {
+    pub reals: [SlotReal; MAX_REALS_PER_VIP as usize],
+}
+
+/// The consistent-hash (Maglev) table of a slot: indexes into [`SlotReals::reals`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ring {
+    pub entries: [u16; RING_SIZE as usize],
+    /// Rounds the value up to a multiple of 8 bytes.
+    pub _pad: [u16; 3],
+}
+
+/// The weighted round-robin sequence of a slot ([`VipMeta::wrr_len`] entries): indexes into
+/// [`SlotReals::reals`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrrSeq {
+    pub entries: [u16; WRR_SEQ_MAX as usize],
+}
+
+impl SlotReals {
+    pub const ZERO: SlotReals = SlotReals {
+        reals: [SlotReal {
+            real_id: 0,
+            weight: 0,
+        }; MAX_REALS_PER_VIP as usize],
+    };
+}
+
+impl Ring {
+    pub const ZERO: Ring = Ring {
+        entries: [0; RING_SIZE as usize],
+        _pad: [0; 3],
+    };
+}
+
+impl WrrSeq {
+    pub const ZERO: WrrSeq = WrrSeq {
+        entries: [0; WRR_SEQ_MAX as usize],
+    };
+}
+
+/// `FlowEntry::state` values, after IPVS's TCP states as seen from the client side only.
+pub const FLOW_SYN_RECV: u32 = 1;
+pub const FLOW_ESTABLISHED: u32 = 2;
+/// A FIN or RST was seen from the client.
+pub const FLOW_CLOSING: u32 = 3;
+/// UDP flows have one state.
+pub const FLOW_UDP: u32 = 4;
+
+/// Where a flow goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub real_id: u32,
+    /// [`RealDef::generation`] when the flow was placed.
+    pub real_generation: u32,
+    /// `FLOW_*`.
+    pub state: u32,
+    pub _pad: u32,
+    /// Program clock (ns) of the last packet, refreshed at most once a second.
+    pub last_seen_ns: u64,
+}
+
+/// Where a persistent client goes, and since when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistEntry {
+    pub real_id: u32,
+    pub real_generation: u32,
+    /// Program clock (ns) of the client's last new connection.
+    pub last_new_ns: u64,
+}
+
+/// Connections of a real, in IPVS's sense: `active` are established TCP flows, `inactive` the
+/// others (half-open, closing, UDP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnCounts {
+    pub active: u64,
+    pub inactive: u64,
+}

@@ -1,0 +1,69 @@
+//! Every map of the balancer, declared with BTF so `bpftool map dump` prints field names.
+//! Names, sizes and layouts come from `lb_common`; each map's doc is in `lb_common::maps`.
+
+use aya_ebpf::{
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use lb_common::{
+    keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    maps::{
+        BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, FLOW_TABLE_SIZE, MAX_PORTS, MAX_REALS, MAX_SLOTS,
+        MAX_VIPS, PERSIST_TABLE_SIZE,
+    },
+    stats::{GlobalStats, TrafficStats},
+    values::{ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipMeta, WrrSeq},
+};
+
+const VIPS: usize = MAX_VIPS as usize;
+const REALS_N: usize = MAX_REALS as usize;
+const SLOTS: usize = MAX_SLOTS as usize;
+
+#[btf_map]
+pub static VIPS4: HashMap<Vip4Key, VipMeta, VIPS, BPF_F_NO_PREALLOC> = HashMap::new();
+#[btf_map]
+pub static VIPS6: HashMap<Vip6Key, VipMeta, VIPS, BPF_F_NO_PREALLOC> = HashMap::new();
+#[btf_map]
+pub static REALS: Array<RealDef, REALS_N> = Array::new();
+#[btf_map]
+pub static SLOT_REALS: Array<SlotReals, SLOTS> = Array::new();
+#[btf_map]
+pub static RINGS: Array<Ring, SLOTS> = Array::new();
+#[btf_map]
+pub static WRR_SEQS: Array<WrrSeq, SLOTS> = Array::new();
+#[btf_map]
+pub static WRR_CURSORS: PerCpuArray<u32, SLOTS> = PerCpuArray::new();
+#[btf_map]
+pub static FLOWS4: LruHashMap<
+    Flow4Key,
+    FlowEntry,
+    { FLOW_TABLE_SIZE as usize },
+    BPF_F_NO_COMMON_LRU,
+> = LruHashMap::new();
+#[btf_map]
+pub static FLOWS6: LruHashMap<
+    Flow6Key,
+    FlowEntry,
+    { FLOW_TABLE_SIZE as usize },
+    BPF_F_NO_COMMON_LRU,
+> = LruHashMap::new();
+#[btf_map]
+pub static PERSIST4: LruHashMap<Persist4Key, PersistEntry, { PERSIST_TABLE_SIZE as usize }> =
+    LruHashMap::new();
+#[btf_map]
+pub static PERSIST6: LruHashMap<Persist6Key, PersistEntry, { PERSIST_TABLE_SIZE as usize }> =
+    LruHashMap::new();
+#[btf_map]
+pub static CONNS: Array<ConnCounts, REALS_N> = Array::new();
+#[btf_map]
+pub static CONNS_EXPIRED: Array<ConnCounts, REALS_N> = Array::new();
+#[btf_map]
+pub static VIP_STATS: PerCpuArray<TrafficStats, VIPS> = PerCpuArray::new();
+#[btf_map]
+pub static REAL_STATS: PerCpuArray<TrafficStats, REALS_N> = PerCpuArray::new();
+#[btf_map]
+pub static GLOBAL_STATS: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();
+#[btf_map]
+pub static TX_PORTS: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
+#[btf_map]
+pub static CLOCK: Array<u64, 1> = Array::new();

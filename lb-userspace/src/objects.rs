@@ -1,0 +1,13 @@
+//! The XDP programs, compiled for the BPF target by the build script and embedded in the binary.
+
+/// The balancer (program `xdirectord`).
+pub static BALANCER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
+/// The benchmark's yardstick (program `xdp_baseline`): parse, swap MACs, XDP_TX.
+pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-baseline"));
+/// Passes everything (program `xdp_pass`): for the far end of a veth that must receive XDP_TX.
+pub static PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-pass"));
+
+/// Program names inside the objects.
+pub const BALANCER_PROGRAM: &str = "xdirectord";
+pub const BASELINE_PROGRAM: &str = "xdp_baseline";
+pub const PASS_PROGRAM: &str = "xdp_pass";
