@@ -10,7 +10,7 @@
 //! * [`keys`]: keys of the hash maps (VIPs, flows, persistence).
 //! * [`values`]: what the program reads (VIP metadata, reals, per-VIP tables) and writes (flows,
 //!   persistence, connection counts).
-//! * [`stats`]: counters.
+//! * [`stats`]: the counters.
 //! * [`hash`]: the flow hash, used by the program and by user space's model of it.
 #![no_std]
 

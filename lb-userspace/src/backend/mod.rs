@@ -1,0 +1,44 @@
+//! Backends: what makes a data plane hold a [`DesiredTable`]. The XDP backend programs the BPF
+//! maps of `lb-ebpf`; an IPVS backend (later) speaks IPVS generic netlink. The director owns one
+//! and calls [`Backend::apply`] whenever the desired table changes.
+
+pub mod fake;
+pub mod xdp;
+
+use crate::table::DesiredTable;
+
+/// Why a backend could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The table asks for something this backend cannot do (a scheduler it does not know, a
+    /// forwarding method it does not implement, too many reals…). The message names it.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A system call or map operation failed.
+    #[error("{context}: {source}")]
+    System {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BackendError {
+    pub fn system(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError::System {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A data plane that can be made to hold a desired table.
+pub trait Backend: Send {
+    /// Makes the data plane hold `table`, changing only what differs from what it holds now.
+    /// Services the data plane holds that `table` lacks are removed. On error, what was applied
+    /// before the failing service stays applied; calling again with the same table retries.
+    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError>;
+}

@@ -1,0 +1,722 @@
+//! Making the maps hold a desired table, changing only what differs, and reading back what they
+//! hold (for the next change, and for `show`).
+//!
+//! The maps are the only state: what is programmed is read back from them, so an agent that
+//! restarts on pinned maps carries on exactly where the last one stopped, with the same VIP
+//! indexes and real ids, and established flows keep their real.
+//!
+//! A change to a virtual service is written into the VIP's spare table slot (its reals, Maglev
+//! table and round-robin sequence), then the VIP entry is replaced by one naming that slot: one
+//! hash element replaced, so a packet sees the old set of reals and weights or the new one.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use lb_common::{
+    AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
+    keys::{Vip4Key, Vip6Key},
+    maps::{MAX_REALS, MAX_REALS_PER_VIP, MAX_VIPS},
+    values::{
+        FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef, Ring, Scheduler, SlotReal,
+        SlotReals, VIP_F_PERSISTENT, VipMeta, WrrSeq,
+    },
+};
+
+use super::{maps::Maps, tables};
+use crate::{
+    backend::BackendError,
+    table::{DesiredTable, Forward, Persistence, Protocol, Real, Service, ServiceKey},
+};
+
+/// How a real's packets leave the director.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RealPath {
+    /// An address of this host: packets go to the local stack ("Local" in ipvsadm).
+    Local,
+    /// Through interface `ifindex` to `mac` (the real's, or its next hop's); `src_mac` is the
+    /// interface's own.
+    Neighbour {
+        ifindex: u32,
+        mac: [u8; 6],
+        src_mac: [u8; 6],
+    },
+    /// Not known yet (resolution has been asked for): the real takes no new flows meanwhile.
+    Unresolved,
+}
+
+/// Where reals are: the kernel's routing and neighbour tables in the agent, a fixed table in
+/// tests.
+pub trait Paths {
+    fn path(&mut self, addr: IpAddr) -> RealPath;
+}
+
+/// The map key of a virtual service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VipKey {
+    V4(Vip4KeyOrd),
+    V6(Vip6KeyOrd),
+}
+
+/// `Vip4Key` with an order, for maps keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vip4KeyOrd(pub [u8; 4], pub u16, pub u8);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vip6KeyOrd(pub [u8; 16], pub u16, pub u8);
+
+impl VipKey {
+    pub fn from_service(key: &ServiceKey) -> Result<VipKey, BackendError> {
+        match *key {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => {
+                let proto = match protocol {
+                    Protocol::Tcp => IPPROTO_TCP,
+                    Protocol::Udp => IPPROTO_UDP,
+                };
+                Ok(match addr {
+                    IpAddr::V4(a) => VipKey::V4(Vip4KeyOrd(a.octets(), port, proto)),
+                    IpAddr::V6(a) => VipKey::V6(Vip6KeyOrd(a.octets(), port, proto)),
+                })
+            }
+            ServiceKey::Fwmark { mark, .. } => Err(BackendError::Unsupported(format!(
+                "virtual service fwmark {mark}: firewall marks need the IPVS backend"
+            ))),
+        }
+    }
+
+    pub fn service_key(&self) -> ServiceKey {
+        let (addr, port, proto) = match *self {
+            VipKey::V4(Vip4KeyOrd(a, port, proto)) => (IpAddr::from(a), port, proto),
+            VipKey::V6(Vip6KeyOrd(a, port, proto)) => (IpAddr::from(a), port, proto),
+        };
+        let protocol = if proto == IPPROTO_UDP {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        }
+    }
+
+    fn v4(&self) -> Option<Vip4Key> {
+        match *self {
+            VipKey::V4(Vip4KeyOrd(addr, port, proto)) => Some(Vip4Key {
+                addr,
+                port,
+                proto,
+                _pad: 0,
+            }),
+            VipKey::V6(_) => None,
+        }
+    }
+
+    fn v6(&self) -> Option<Vip6Key> {
+        match *self {
+            VipKey::V6(Vip6KeyOrd(addr, port, proto)) => Some(Vip6Key {
+                addr,
+                port,
+                proto,
+                _pad: 0,
+            }),
+            VipKey::V4(_) => None,
+        }
+    }
+}
+
+/// What the XDP backend can do with a virtual service; `Err` says what it cannot, in words an
+/// operator can act on.
+pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
+    let name = key.to_string();
+    VipKey::from_service(key).map_err(|e| e.to_string())?;
+    if Scheduler::from_name(&service.scheduler).is_none() {
+        let known: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
+        return Err(format!(
+            "virtual service {name}: scheduler \"{}\" is not supported by the XDP backend (supported: {})",
+            service.scheduler,
+            known.join(", ")
+        ));
+    }
+    for real in service.reals.iter().chain(&service.fallback) {
+        match real.forward {
+            Forward::Gate => {}
+            Forward::Masq => {
+                return Err(format!(
+                    "virtual service {name}: real server {}: forwarding method masq needs the IPVS backend",
+                    crate::table::SocketText(real.addr, real.port)
+                ));
+            }
+            Forward::Ipip => {
+                return Err(format!(
+                    "virtual service {name}: real server {}: forwarding method ipip is not supported by the XDP backend yet",
+                    crate::table::SocketText(real.addr, real.port)
+                ));
+            }
+        }
+        if real.addr.is_ipv4()
+            != matches!(
+                key,
+                ServiceKey::Inet {
+                    addr: IpAddr::V4(_),
+                    ..
+                }
+            )
+        {
+            return Err(format!(
+                "virtual service {name}: real server {}: direct routing needs the real in the virtual's address family",
+                crate::table::SocketText(real.addr, real.port)
+            ));
+        }
+    }
+    if service.reals.len() > MAX_REALS_PER_VIP as usize {
+        return Err(format!(
+            "virtual service {name}: {} real servers, the XDP backend takes at most {MAX_REALS_PER_VIP}",
+            service.reals.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A virtual service as the maps hold it.
+#[derive(Clone, Debug)]
+pub struct Programmed {
+    pub key: VipKey,
+    pub meta: VipMeta,
+    /// The live slot's reals: id, definition, the weight the schedulers use.
+    pub reals: Vec<(u32, RealDef, u32)>,
+    pub fallback: Option<(u32, RealDef)>,
+}
+
+/// A real as this apply wants it, before it has an id.
+#[derive(Clone, Copy)]
+struct Wanted {
+    def: RealDef,
+    effective_weight: u32,
+}
+
+fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
+    match addr {
+        IpAddr::V4(a) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, AF_INET)
+        }
+        IpAddr::V6(a) => (a.octets(), AF_INET6),
+    }
+}
+
+/// The address a `RealDef` holds.
+pub fn real_addr(def: &RealDef) -> IpAddr {
+    if def.family == AF_INET6 {
+        IpAddr::from(def.addr)
+    } else {
+        IpAddr::from([def.addr[0], def.addr[1], def.addr[2], def.addr[3]])
+    }
+}
+
+/// Same real (address and port), whatever its generation, MAC or weight.
+fn same_real(a: &RealDef, b: &RealDef) -> bool {
+    a.addr == b.addr && a.port == b.port && a.family == b.family
+}
+
+/// Equal but for the generation, which only the allocation of ids decides.
+fn same_definition(a: &RealDef, b: &RealDef) -> bool {
+    RealDef {
+        generation: 0,
+        ..*a
+    } == RealDef {
+        generation: 0,
+        ..*b
+    }
+}
+
+fn persist_mask(persistence: &Option<Persistence>, ipv6: bool) -> [u8; 16] {
+    let bits = match persistence {
+        Some(p) => p.prefix_len as u32,
+        None => 128,
+    }
+    .min(if ipv6 { 128 } else { 32 });
+    let mut mask = [0u8; 16];
+    for (i, byte) in mask.iter_mut().enumerate() {
+        let from = (i as u32) * 8;
+        *byte = match bits.saturating_sub(from) {
+            0 => 0,
+            n if n >= 8 => 0xff,
+            n => 0xffu8 << (8 - n),
+        };
+    }
+    if !ipv6 {
+        mask[4..].fill(0);
+    }
+    mask
+}
+
+/// The prefix length a persistence mask stands for.
+pub fn mask_prefix_len(mask: &[u8; 16], ipv6: bool) -> u8 {
+    let bytes = if ipv6 { &mask[..] } else { &mask[..4] };
+    bytes.iter().map(|b| b.count_ones() as u8).sum()
+}
+
+/// The maps, and how to change them.
+pub struct Dataplane {
+    pub maps: Maps,
+}
+
+impl Dataplane {
+    pub fn new(maps: Maps) -> Dataplane {
+        Dataplane { maps }
+    }
+
+    /// Every virtual service the maps hold, with its live slot's reals.
+    pub fn programmed(&self) -> Result<BTreeMap<VipKey, Programmed>, BackendError> {
+        let mut metas = Vec::new();
+        for entry in self.maps.vips4.iter() {
+            let (k, meta) = entry.map_err(|e| BackendError::system("reading VIPS4", e))?;
+            metas.push((VipKey::V4(Vip4KeyOrd(k.addr, k.port, k.proto)), meta));
+        }
+        for entry in self.maps.vips6.iter() {
+            let (k, meta) = entry.map_err(|e| BackendError::system("reading VIPS6", e))?;
+            metas.push((VipKey::V6(Vip6KeyOrd(k.addr, k.port, k.proto)), meta));
+        }
+        let mut programmed = BTreeMap::new();
+        for (key, meta) in metas {
+            let slot = self
+                .maps
+                .slot_reals
+                .get(&meta.slot, 0)
+                .map_err(|e| BackendError::system("reading SLOT_REALS", e))?;
+            let mut reals = Vec::new();
+            for s in slot.reals.iter().take(meta.n_reals as usize) {
+                reals.push((s.real_id, self.real(s.real_id)?, s.weight));
+            }
+            let fallback = match meta.fallback {
+                0 => None,
+                id => Some((id, self.real(id)?)),
+            };
+            programmed.insert(
+                key,
+                Programmed {
+                    key,
+                    meta,
+                    reals,
+                    fallback,
+                },
+            );
+        }
+        Ok(programmed)
+    }
+
+    fn real(&self, id: u32) -> Result<RealDef, BackendError> {
+        self.maps
+            .reals
+            .get(&id, 0)
+            .map_err(|e| BackendError::system(format!("reading real {id}"), e))
+    }
+
+    /// Makes the maps hold `table`: services it lacks are removed, changed ones rewritten through
+    /// their spare slot, unchanged ones left alone.
+    pub fn apply(
+        &mut self,
+        table: &DesiredTable,
+        paths: &mut dyn Paths,
+    ) -> Result<(), BackendError> {
+        for (key, service) in &table.services {
+            validate(key, service).map_err(BackendError::Unsupported)?;
+        }
+        let wanted_keys: BTreeSet<VipKey> = table
+            .services
+            .keys()
+            .map(VipKey::from_service)
+            .collect::<Result<_, _>>()?;
+        if wanted_keys.len() > MAX_VIPS as usize {
+            return Err(BackendError::Unsupported(format!(
+                "{} virtual services, the XDP backend takes at most {MAX_VIPS}",
+                wanted_keys.len()
+            )));
+        }
+        let programmed = self.programmed()?;
+        let mut used_ids: BTreeSet<u32> = programmed
+            .values()
+            .flat_map(|p| p.reals.iter().map(|r| r.0).chain(p.fallback.map(|f| f.0)))
+            .collect();
+        let mut used_indexes: BTreeSet<u32> = programmed.values().map(|p| p.meta.index).collect();
+
+        for (key, old) in &programmed {
+            if !wanted_keys.contains(key) {
+                self.remove_vip(old)?;
+                for (id, ..) in old
+                    .reals
+                    .iter()
+                    .map(|r| (r.0, ()))
+                    .chain(old.fallback.map(|f| (f.0, ())))
+                {
+                    used_ids.remove(&id);
+                }
+                used_indexes.remove(&old.meta.index);
+            }
+        }
+        for (skey, service) in &table.services {
+            let key = VipKey::from_service(skey)?;
+            self.apply_service(
+                key,
+                skey,
+                service,
+                programmed.get(&key),
+                paths,
+                &mut used_ids,
+                &mut used_indexes,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn wanted(
+        &self,
+        service_port: u16,
+        real: &Real,
+        vip_index: u32,
+        paths: &mut dyn Paths,
+    ) -> Wanted {
+        let (addr, family) = addr_bytes(real.addr);
+        let path = paths.path(real.addr);
+        let (forward, ifindex, mac, src_mac, flags) = match path {
+            RealPath::Local => (FORWARD_LOCAL, 0, [0; 6], [0; 6], REAL_F_RESOLVED),
+            RealPath::Neighbour {
+                ifindex,
+                mac,
+                src_mac,
+            } => (FORWARD_ROUTE, ifindex, mac, src_mac, REAL_F_RESOLVED),
+            RealPath::Unresolved => (FORWARD_ROUTE, 0, [0; 6], [0; 6], 0),
+        };
+        let def = RealDef {
+            addr,
+            // Direct routing cannot change the port: ipvsadm sets a gate real's port to the
+            // virtual's, and so do we.
+            port: service_port,
+            family,
+            forward,
+            generation: 0,
+            vip_index,
+            ifindex,
+            mac,
+            src_mac,
+            flags,
+            weight: real.weight,
+            _pad: 0,
+        };
+        let effective_weight = if flags & REAL_F_RESOLVED == 0 {
+            0
+        } else {
+            real.weight
+        };
+        Wanted {
+            def,
+            effective_weight,
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one service's apply, with the allocators it shares"
+    )]
+    fn apply_service(
+        &mut self,
+        key: VipKey,
+        skey: &ServiceKey,
+        service: &Service,
+        old: Option<&Programmed>,
+        paths: &mut dyn Paths,
+        used_ids: &mut BTreeSet<u32>,
+        used_indexes: &mut BTreeSet<u32>,
+    ) -> Result<(), BackendError> {
+        let ServiceKey::Inet {
+            port: service_port,
+            addr: vip_addr,
+            ..
+        } = *skey
+        else {
+            unreachable!("validated above");
+        };
+        let index = match old {
+            Some(o) => o.meta.index,
+            None => (0..MAX_VIPS)
+                .find(|i| !used_indexes.contains(i))
+                .ok_or_else(|| {
+                    BackendError::Unsupported(format!("more than {MAX_VIPS} virtual services"))
+                })?,
+        };
+
+        let wanted: Vec<Wanted> = service
+            .reals
+            .iter()
+            .map(|r| self.wanted(service_port, r, index, paths))
+            .collect();
+        let wanted_fallback = service
+            .fallback
+            .as_ref()
+            .map(|r| self.wanted(service_port, r, index, paths));
+
+        // Ids: a real keeps its id (and so its flows and counters) while it stays in the service.
+        let mut reals = Vec::with_capacity(wanted.len());
+        for w in &wanted {
+            let kept = old.and_then(|o| o.reals.iter().find(|(_, def, _)| same_real(def, &w.def)));
+            reals.push((kept.map(|k| (k.0, k.1.generation)), *w));
+        }
+        let fallback = wanted_fallback.map(|w| {
+            let kept = old.and_then(|o| o.fallback.filter(|(_, def)| same_real(def, &w.def)));
+            (kept.map(|k| (k.0, k.1.generation)), w)
+        });
+        // Two reals with the same address (ports rewritten to the virtual's) are one IPVS dest.
+        let mut seen = BTreeSet::new();
+        reals.retain(|(_, w)| seen.insert((w.def.addr, w.def.port)));
+
+        let persistent = service.persistence.is_some();
+        let scheduler = Scheduler::from_name(&service.scheduler).expect("validated");
+        let n_live = reals.iter().filter(|(_, w)| w.effective_weight > 0).count() as u32;
+
+        if let Some(o) = old {
+            let same_meta = o.meta.scheduler == scheduler as u32
+                && (o.meta.flags & VIP_F_PERSISTENT != 0) == persistent
+                && o.meta.persist_timeout_secs == service.persistence.map_or(0, |p| p.timeout_secs)
+                && o.meta.persist_mask == persist_mask(&service.persistence, vip_addr.is_ipv6());
+            let same_reals = o.reals.len() == reals.len()
+                && o.reals
+                    .iter()
+                    .zip(&reals)
+                    .all(|((id, def, eff), (kept, w))| {
+                        kept.map(|k| k.0) == Some(*id)
+                            && same_definition(def, &w.def)
+                            && *eff == w.effective_weight
+                    });
+            let same_fallback = match (&o.fallback, &fallback) {
+                (None, None) => true,
+                (Some((id, def)), Some((kept, w))) => {
+                    kept.map(|k| k.0) == Some(*id) && same_definition(def, &w.def)
+                }
+                _ => false,
+            };
+            if same_meta && same_reals && same_fallback {
+                return Ok(());
+            }
+        }
+
+        // Write the reals (new ones get a fresh id and generation, with zeroed counters).
+        let mut slot = Box::new(SlotReals::ZERO);
+        let mut ids = Vec::with_capacity(reals.len());
+        for (i, (kept, w)) in reals.iter().enumerate() {
+            let id = self.write_real(*kept, w.def, used_ids)?;
+            slot.reals[i] = SlotReal {
+                real_id: id,
+                weight: w.effective_weight,
+            };
+            ids.push(id);
+        }
+        let fallback_id = match fallback {
+            Some((kept, w)) => self.write_real(kept, w.def, used_ids)?,
+            None => 0,
+        };
+
+        let slot_index = match old {
+            Some(o) => o.meta.slot ^ 1,
+            None => {
+                Maps::zero_traffic(&mut self.maps.vip_stats, index)?;
+                index * 2
+            }
+        };
+        self.maps
+            .slot_reals
+            .set(slot_index, &*slot, 0)
+            .map_err(|e| BackendError::system("writing SLOT_REALS", e))?;
+
+        let weights: Vec<u32> = reals.iter().map(|(_, w)| w.effective_weight).collect();
+        if n_live > 0 {
+            let ring_input: Vec<(Vec<u8>, u32)> = reals
+                .iter()
+                .map(|(_, w)| {
+                    (
+                        tables::ring_identity(real_addr(&w.def), w.def.port),
+                        w.effective_weight,
+                    )
+                })
+                .collect();
+            let mut ring = Box::new(Ring::ZERO);
+            ring.entries.copy_from_slice(&tables::maglev(&ring_input));
+            self.maps
+                .rings
+                .set(slot_index, &*ring, 0)
+                .map_err(|e| BackendError::system("writing RINGS", e))?;
+        }
+        let sequence = match scheduler {
+            Scheduler::Wrr => tables::wrr_sequence(&weights),
+            Scheduler::Rr => tables::rr_sequence(&weights),
+            _ => Vec::new(),
+        };
+        if !sequence.is_empty() {
+            let mut seq = Box::new(WrrSeq::ZERO);
+            seq.entries[..sequence.len()].copy_from_slice(&sequence);
+            self.maps
+                .wrr_seqs
+                .set(slot_index, &*seq, 0)
+                .map_err(|e| BackendError::system("writing WRR_SEQS", e))?;
+            let cpus = aya::util::nr_cpus().map_err(|(_, e)| BackendError::system("nr_cpus", e))?;
+            let zeros = aya::maps::PerCpuValues::try_from(vec![0u32; cpus])
+                .map_err(|e| BackendError::system("per-CPU values", e))?;
+            self.maps
+                .wrr_cursors
+                .set(slot_index, zeros, 0)
+                .map_err(|e| BackendError::system("writing WRR_CURSORS", e))?;
+        }
+
+        let meta = VipMeta {
+            index,
+            slot: slot_index,
+            scheduler: scheduler as u32,
+            flags: if persistent { VIP_F_PERSISTENT } else { 0 },
+            persist_timeout_secs: service.persistence.map_or(0, |p| p.timeout_secs),
+            n_reals: reals.len() as u32,
+            n_live,
+            wrr_len: sequence.len() as u32,
+            fallback: fallback_id,
+            _pad: 0,
+            persist_mask: persist_mask(&service.persistence, vip_addr.is_ipv6()),
+        };
+        self.write_vip(&key, &meta)?;
+        used_indexes.insert(index);
+
+        // Reals that left the service: their flows are placed again on their next packet.
+        if let Some(o) = old {
+            let kept: BTreeSet<u32> = ids
+                .iter()
+                .copied()
+                .chain((fallback_id != 0).then_some(fallback_id))
+                .collect();
+            for id in o.reals.iter().map(|r| r.0).chain(o.fallback.map(|f| f.0)) {
+                if !kept.contains(&id) {
+                    self.free_real(id)?;
+                    used_ids.remove(&id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a real under its kept id, or under a fresh one; returns the id.
+    fn write_real(
+        &mut self,
+        kept: Option<(u32, u32)>,
+        mut def: RealDef,
+        used_ids: &mut BTreeSet<u32>,
+    ) -> Result<u32, BackendError> {
+        let id = match kept {
+            Some((id, generation)) => {
+                def.generation = generation;
+                id
+            }
+            None => {
+                let id = (1..MAX_REALS)
+                    .find(|i| !used_ids.contains(i))
+                    .ok_or_else(|| {
+                        BackendError::Unsupported(format!(
+                            "more than {} real servers",
+                            MAX_REALS - 1
+                        ))
+                    })?;
+                def.generation = self.real(id)?.generation.wrapping_add(1);
+                Maps::zero_traffic(&mut self.maps.real_stats, id)?;
+                let zero = lb_common::values::ConnCounts::default();
+                for map in [&mut self.maps.conns, &mut self.maps.conns_expired] {
+                    map.set(id, zero, 0)
+                        .map_err(|e| BackendError::system("zeroing connection counts", e))?;
+                }
+                used_ids.insert(id);
+                id
+            }
+        };
+        if kept.is_none() || !same_definition(&self.real(id)?, &def) {
+            self.maps
+                .reals
+                .set(id, def, 0)
+                .map_err(|e| BackendError::system("writing REALS", e))?;
+        }
+        Ok(id)
+    }
+
+    /// Retires a real id: a new generation nobody remembers, so flows and persistence templates
+    /// that named it are placed again.
+    fn free_real(&mut self, id: u32) -> Result<(), BackendError> {
+        let old = self.real(id)?;
+        let retired = RealDef {
+            generation: old.generation.wrapping_add(1),
+            vip_index: u32::MAX,
+            flags: 0,
+            ..old
+        };
+        self.maps
+            .reals
+            .set(id, retired, 0)
+            .map_err(|e| BackendError::system("writing REALS", e))
+    }
+
+    fn write_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BackendError> {
+        let result = match (key.v4(), key.v6()) {
+            (Some(k), _) => self.maps.vips4.insert(k, meta, 0),
+            (_, Some(k)) => self.maps.vips6.insert(k, meta, 0),
+            _ => unreachable!(),
+        };
+        result.map_err(|e| BackendError::system("writing VIPS", e))
+    }
+
+    fn remove_vip(&mut self, old: &Programmed) -> Result<(), BackendError> {
+        let result = match (old.key.v4(), old.key.v6()) {
+            (Some(k), _) => self.maps.vips4.remove(&k),
+            (_, Some(k)) => self.maps.vips6.remove(&k),
+            _ => unreachable!(),
+        };
+        result.map_err(|e| BackendError::system("removing VIP", e))?;
+        for id in old
+            .reals
+            .iter()
+            .map(|r| r.0)
+            .chain(old.fallback.map(|f| f.0))
+        {
+            self.free_real(id)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        let m = persist_mask(
+            &Some(Persistence {
+                timeout_secs: 1,
+                prefix_len: 24,
+            }),
+            false,
+        );
+        assert_eq!(&m[..5], &[255, 255, 255, 0, 0]);
+        assert_eq!(mask_prefix_len(&m, false), 24);
+        let m = persist_mask(&None, false);
+        assert_eq!(&m[..5], &[255, 255, 255, 255, 0]);
+        let m = persist_mask(
+            &Some(Persistence {
+                timeout_secs: 1,
+                prefix_len: 60,
+            }),
+            true,
+        );
+        assert_eq!(m[7], 0xf0);
+        assert_eq!(m[8], 0);
+        assert_eq!(mask_prefix_len(&m, true), 60);
+    }
+}

@@ -1,0 +1,203 @@
+//! Typed handles on every map of the balancer, opened from a freshly loaded object or from the
+//! pins a running (or stopped) agent left, and the checks that pinned maps still have the layout
+//! this build expects.
+
+use std::path::Path;
+
+use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, PerCpuValues};
+use lb_common::{
+    keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    maps as names,
+    stats::{GlobalStats, TrafficStats},
+    values::{ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipMeta, WrrSeq},
+};
+
+use crate::backend::BackendError;
+
+/// Every map of the balancer.
+pub struct Maps {
+    pub vips4: HashMap<MapData, Vip4Key, VipMeta>,
+    pub vips6: HashMap<MapData, Vip6Key, VipMeta>,
+    pub reals: Array<MapData, RealDef>,
+    pub slot_reals: Array<MapData, SlotReals>,
+    pub rings: Array<MapData, Ring>,
+    pub wrr_seqs: Array<MapData, WrrSeq>,
+    pub wrr_cursors: PerCpuArray<MapData, u32>,
+    pub flows4: HashMap<MapData, Flow4Key, FlowEntry>,
+    pub flows6: HashMap<MapData, Flow6Key, FlowEntry>,
+    pub persist4: HashMap<MapData, Persist4Key, PersistEntry>,
+    pub persist6: HashMap<MapData, Persist6Key, PersistEntry>,
+    pub conns: Array<MapData, ConnCounts>,
+    pub conns_expired: Array<MapData, ConnCounts>,
+    pub vip_stats: PerCpuArray<MapData, TrafficStats>,
+    pub real_stats: PerCpuArray<MapData, TrafficStats>,
+    pub global_stats: PerCpuArray<MapData, GlobalStats>,
+    pub tx_ports: DevMapHash<MapData>,
+    pub clock: Array<MapData, u64>,
+}
+
+fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    name: &str,
+    map: Option<Map>,
+) -> Result<T, BackendError> {
+    let map =
+        map.ok_or_else(|| BackendError::Unsupported(format!("the XDP object has no map {name}")))?;
+    T::try_from(map).map_err(|e| BackendError::system(format!("map {name}"), e))
+}
+
+impl Maps {
+    /// Takes the maps out of a loaded object.
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Maps, BackendError> {
+        Maps::open(|name| Ok(ebpf.take_map(name)))
+    }
+
+    /// Opens the maps pinned in `dir`.
+    pub fn from_pins(dir: &Path) -> Result<Maps, BackendError> {
+        Maps::open(|name| {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path)
+                .map_err(|e| BackendError::system(format!("cannot open {}", path.display()), e))?;
+            Map::from_map_data(data)
+                .map(Some)
+                .map_err(|e| BackendError::system(format!("map {}", path.display()), e))
+        })
+    }
+
+    fn open(
+        mut take: impl FnMut(&str) -> Result<Option<Map>, BackendError>,
+    ) -> Result<Maps, BackendError> {
+        Ok(Maps {
+            vips4: typed(names::VIPS4, take(names::VIPS4)?)?,
+            vips6: typed(names::VIPS6, take(names::VIPS6)?)?,
+            reals: typed(names::REALS, take(names::REALS)?)?,
+            slot_reals: typed(names::SLOT_REALS, take(names::SLOT_REALS)?)?,
+            rings: typed(names::RINGS, take(names::RINGS)?)?,
+            wrr_seqs: typed(names::WRR_SEQS, take(names::WRR_SEQS)?)?,
+            wrr_cursors: typed(names::WRR_CURSORS, take(names::WRR_CURSORS)?)?,
+            flows4: typed(names::FLOWS4, take(names::FLOWS4)?)?,
+            flows6: typed(names::FLOWS6, take(names::FLOWS6)?)?,
+            persist4: typed(names::PERSIST4, take(names::PERSIST4)?)?,
+            persist6: typed(names::PERSIST6, take(names::PERSIST6)?)?,
+            conns: typed(names::CONNS, take(names::CONNS)?)?,
+            conns_expired: typed(names::CONNS_EXPIRED, take(names::CONNS_EXPIRED)?)?,
+            vip_stats: typed(names::VIP_STATS, take(names::VIP_STATS)?)?,
+            real_stats: typed(names::REAL_STATS, take(names::REAL_STATS)?)?,
+            global_stats: typed(names::GLOBAL_STATS, take(names::GLOBAL_STATS)?)?,
+            tx_ports: typed(names::TX_PORTS, take(names::TX_PORTS)?)?,
+            clock: typed(names::CLOCK, take(names::CLOCK)?)?,
+        })
+    }
+
+    /// Zeroes a per-CPU counter slot on every CPU (a new VIP index or real id starts at 0).
+    pub fn zero_traffic(
+        map: &mut PerCpuArray<MapData, TrafficStats>,
+        index: u32,
+    ) -> Result<(), BackendError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| BackendError::system("nr_cpus", e))?;
+        let zeros = PerCpuValues::try_from(vec![TrafficStats::default(); cpus])
+            .map_err(|e| BackendError::system("per-CPU values", e))?;
+        map.set(index, zeros, 0)
+            .map_err(|e| BackendError::system("zeroing counters", e))
+    }
+
+    /// Sums a per-CPU counter slot.
+    pub fn sum_traffic(
+        map: &PerCpuArray<MapData, TrafficStats>,
+        index: u32,
+    ) -> Result<TrafficStats, BackendError> {
+        let values = map
+            .get(&index, 0)
+            .map_err(|e| BackendError::system("reading counters", e))?;
+        Ok(values
+            .iter()
+            .fold(TrafficStats::default(), |a, v| TrafficStats {
+                packets: a.packets + v.packets,
+                bytes: a.bytes + v.bytes,
+                new_flows: a.new_flows + v.new_flows,
+            }))
+    }
+
+    /// The global counters, summed over CPUs.
+    pub fn global(&self) -> Result<GlobalStats, BackendError> {
+        let values = self
+            .global_stats
+            .get(&0, 0)
+            .map_err(|e| BackendError::system("reading global counters", e))?;
+        Ok(values
+            .iter()
+            .fold(GlobalStats::default(), |a, v| GlobalStats {
+                passed: a.passed + v.passed,
+                malformed: a.malformed + v.malformed,
+                no_real: a.no_real + v.no_real,
+                flow_miss_non_syn: a.flow_miss_non_syn + v.flow_miss_non_syn,
+                fragments: a.fragments + v.fragments,
+                icmp_errors: a.icmp_errors + v.icmp_errors,
+                tx: a.tx + v.tx,
+                redirected: a.redirected + v.redirected,
+                local: a.local + v.local,
+                unresolved: a.unresolved + v.unresolved,
+            }))
+    }
+}
+
+/// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
+/// as this build lays them out.
+fn layout() -> [(&'static str, usize, usize, u32); 18] {
+    use lb_common::maps::*;
+    use std::mem::size_of;
+    [
+        (VIPS4, size_of::<Vip4Key>(), size_of::<VipMeta>(), MAX_VIPS),
+        (VIPS6, size_of::<Vip6Key>(), size_of::<VipMeta>(), MAX_VIPS),
+        (REALS, 4, size_of::<RealDef>(), MAX_REALS),
+        (SLOT_REALS, 4, size_of::<SlotReals>(), MAX_SLOTS),
+        (RINGS, 4, size_of::<Ring>(), MAX_SLOTS),
+        (WRR_SEQS, 4, size_of::<WrrSeq>(), MAX_SLOTS),
+        (WRR_CURSORS, 4, size_of::<u32>(), MAX_SLOTS),
+        // Per-CPU LRU lists round the size up to a multiple of the CPU count.
+        (FLOWS4, size_of::<Flow4Key>(), size_of::<FlowEntry>(), 0),
+        (FLOWS6, size_of::<Flow6Key>(), size_of::<FlowEntry>(), 0),
+        (
+            PERSIST4,
+            size_of::<Persist4Key>(),
+            size_of::<PersistEntry>(),
+            PERSIST_TABLE_SIZE,
+        ),
+        (
+            PERSIST6,
+            size_of::<Persist6Key>(),
+            size_of::<PersistEntry>(),
+            PERSIST_TABLE_SIZE,
+        ),
+        (CONNS, 4, size_of::<ConnCounts>(), MAX_REALS),
+        (CONNS_EXPIRED, 4, size_of::<ConnCounts>(), MAX_REALS),
+        (VIP_STATS, 4, size_of::<TrafficStats>(), MAX_VIPS),
+        (REAL_STATS, 4, size_of::<TrafficStats>(), MAX_REALS),
+        (GLOBAL_STATS, 4, size_of::<GlobalStats>(), 1),
+        (TX_PORTS, 4, 8, MAX_PORTS),
+        (CLOCK, 4, 8, 1),
+    ]
+}
+
+/// Whether the maps pinned in `dir` have the key and value sizes and sizes this build expects.
+/// Pinned maps are reused without the kernel checking anything, so a layout change must be caught
+/// here; `Err` names the first mismatch (or the first missing pin).
+pub fn check_pinned_layout(dir: &Path) -> Result<(), String> {
+    for (name, key, value, entries) in layout() {
+        let path = dir.join(name);
+        let info =
+            aya::maps::MapInfo::from_pin(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pinned = (
+            info.key_size() as usize,
+            info.value_size() as usize,
+            info.max_entries(),
+        );
+        if pinned.0 != key || pinned.1 != value || (entries != 0 && pinned.2 != entries) {
+            return Err(format!(
+                "{name}: pinned with key {} B, value {} B, {} entries; this build has key {key} B, \
+                 value {value} B, {entries} entries",
+                pinned.0, pinned.1, pinned.2
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The XDP backend: loads the balancer, attaches it to the configured interfaces, pins program,
+//! links and maps under `/sys/fs/bpf/xdirectord/<config name>/`, and programs the maps from the
+//! desired table.
+//!
+//! A later start finds the pins and reuses them: the same program keeps running and the flow
+//! table is kept, so restarting the agent does not disturb established flows. A new build of the
+//! program (a different object) is loaded against the pinned maps and swapped into the pinned
+//! links atomically; a new map layout starts from fresh maps, with a warning.
+//!
+//! # Layout
+//! * `dataplane`: programming the maps from a desired table, reading back what they hold.
+//! * `maps`: typed handles on the maps, layout checks of pinned maps.
+//! * `tables`: the Maglev table and the round-robin sequence (pure).
+//! * `paths`: where reals are, from the kernel's routing and neighbour tables.
+//! * `live`: the maps read back as a table with counters, for `show`.
+//! * `model`: user space's model of the program's scheduling decisions, for tests.
+
+pub mod dataplane;
+pub mod live;
+pub mod maps;
+pub mod model;
+pub mod paths;
+pub mod tables;
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{
+    Xdp, XdpMode as AyaXdpMode,
+    links::{FdLink, PinnedLink},
+    xdp::XdpLink,
+};
+use aya_obj::programs::XdpAttachType;
+
+use crate::{
+    backend::{Backend, BackendError},
+    objects,
+    table::DesiredTable,
+};
+pub use dataplane::{Dataplane, Paths, RealPath, validate};
+use maps::Maps;
+use paths::KernelPaths;
+
+/// bpffs' magic number (statfs f_type).
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// How to attach the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// In the driver; falls back to generic, with a warning, where the driver has no XDP.
+    #[default]
+    Native,
+    /// In the generic (skb) path: works everywhere, slower.
+    Generic,
+}
+
+/// What the agent tells the backend.
+#[derive(Clone, Debug)]
+pub struct XdpOptions {
+    /// The configuration's name: the pin directory's name.
+    pub config_name: String,
+    /// Interfaces to attach to (`interface = `).
+    pub interfaces: Vec<String>,
+    pub mode: XdpMode,
+}
+
+/// The XDP data plane of one configuration.
+pub struct XdpBackend {
+    dataplane: Dataplane,
+    paths: KernelPaths,
+    pin_dir: PathBuf,
+    /// The last table applied, applied again when a real's path changes.
+    last: DesiredTable,
+}
+
+/// Where bpffs is: `/sys/fs/bpf`; or, when that is not bpffs (as under `ip netns exec`, which
+/// mounts a fresh /sys), the host's bpffs seen through init's root, so pins outlive this mount
+/// namespace; or else a bpffs mounted here and now.
+pub fn bpffs_root() -> io::Result<PathBuf> {
+    let host = Path::new("/sys/fs/bpf");
+    if is_bpffs(host) {
+        return Ok(host.to_path_buf());
+    }
+    let through_init = Path::new("/proc/1/root/sys/fs/bpf");
+    if is_bpffs(through_init) {
+        return Ok(through_init.to_path_buf());
+    }
+    std::fs::create_dir_all(host)?;
+    let mounted = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if mounted != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Other,
+            format!(
+                "cannot mount bpffs on /sys/fs/bpf: {}",
+                io::Error::last_os_error()
+            ),
+        ));
+    }
+    Ok(host.to_path_buf())
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statfs buffer.
+    unsafe { libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// `<bpffs>/xdirectord/<config name>`.
+pub fn pin_dir(config_name: &str) -> io::Result<PathBuf> {
+    Ok(bpffs_root()?.join("xdirectord").join(config_name))
+}
+
+/// A name for this build's program, so a restart can tell whether the pinned program is its own.
+fn program_pin_name() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in objects::BALANCER {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("prog_{h:016x}")
+}
+
+fn link_pin_name(interface: &str) -> String {
+    format!("link_{interface}")
+}
+
+fn system(context: impl Into<String>) -> impl FnOnce(io::Error) -> BackendError {
+    let context = context.into();
+    move |e| BackendError::system(context, e)
+}
+
+impl XdpBackend {
+    /// Loads (or finds pinned) program and maps, and attaches to the interfaces.
+    pub fn open(options: &XdpOptions) -> Result<XdpBackend, BackendError> {
+        if options.interfaces.is_empty() {
+            return Err(BackendError::Unsupported(
+                "the XDP backend needs an interface to attach to: set `interface = ` in the \
+                 configuration or give --interface"
+                    .into(),
+            ));
+        }
+        let dir = pin_dir(&options.config_name).map_err(system("bpffs"))?;
+        std::fs::create_dir_all(&dir).map_err(system(format!("creating {}", dir.display())))?;
+
+        let maps_pinned = lb_common::maps::ALL
+            .iter()
+            .all(|name| dir.join(name).exists());
+        let mut reuse_maps = maps_pinned;
+        if maps_pinned && let Err(why) = maps::check_pinned_layout(&dir) {
+            eprintln!(
+                "xdirectord: the maps pinned in {} have another layout ({why}); starting with \
+                 fresh maps: established flows will be placed again",
+                dir.display()
+            );
+            remove_pins(&dir, |name| !name.starts_with("link_"))?;
+            reuse_maps = false;
+        }
+        let program_pin = dir.join(program_pin_name());
+        let (mut program, maps) = if reuse_maps && program_pin.exists() {
+            let program = Xdp::from_pin(&program_pin, XdpAttachType::Interface).map_err(|e| {
+                BackendError::system(format!("opening {}", program_pin.display()), e)
+            })?;
+            (program, Maps::from_pins(&dir)?)
+        } else {
+            let mut loader = aya::EbpfLoader::new();
+            for name in lb_common::maps::ALL {
+                loader.map_pin_path(name, dir.join(name));
+            }
+            let mut ebpf = loader
+                .load(objects::BALANCER)
+                .map_err(|e| BackendError::system("loading the XDP program", e))?;
+            let prog: &mut Xdp = ebpf
+                .program_mut(objects::BALANCER_PROGRAM)
+                .ok_or_else(|| {
+                    BackendError::Unsupported("the XDP object has no balancer program".into())
+                })?
+                .try_into()
+                .map_err(|e| BackendError::system("the balancer program", e))?;
+            prog.load()
+                .map_err(|e| BackendError::system("verifying the XDP program", e))?;
+            remove_pins(&dir, |name| name.starts_with("prog_"))?;
+            prog.pin(&program_pin).map_err(|e| {
+                BackendError::system(format!("pinning {}", program_pin.display()), e)
+            })?;
+            let maps = Maps::from_ebpf(&mut ebpf)?;
+            let program = Xdp::from_pin(&program_pin, XdpAttachType::Interface).map_err(|e| {
+                BackendError::system(format!("opening {}", program_pin.display()), e)
+            })?;
+            (program, maps)
+        };
+        let mut dataplane = Dataplane::new(maps);
+
+        for interface in &options.interfaces {
+            attach(&mut program, interface, options.mode, &dir)?;
+            let ifindex = ifindex(interface)?;
+            dataplane
+                .maps
+                .tx_ports
+                .insert(ifindex, ifindex, None, 0)
+                .map_err(|e| BackendError::system(format!("adding {interface} to TX_PORTS"), e))?;
+        }
+        // Interfaces no longer configured: unpinning their link detaches the program.
+        remove_pins(&dir, |name| {
+            name.strip_prefix("link_")
+                .is_some_and(|i| !options.interfaces.iter().any(|c| c == i))
+        })?;
+
+        let paths = KernelPaths::new().map_err(system("reading routes and neighbours"))?;
+        Ok(XdpBackend {
+            dataplane,
+            paths,
+            pin_dir: dir,
+            last: DesiredTable::default(),
+        })
+    }
+
+    /// Looks up every real's path again and applies the last table if one changed (a neighbour
+    /// resolved or moved, a route changed). The agent calls this every second.
+    pub fn refresh(&mut self) -> Result<(), BackendError> {
+        let table = self.last.clone();
+        self.apply(&table)
+    }
+
+    /// The maps, for reading counters.
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    /// Stops: with `clean`, removes every virtual service, detaches the program and removes the
+    /// pins; without, leaves everything forwarding for the next agent.
+    pub fn close(mut self, clean: bool) -> Result<(), BackendError> {
+        if !clean {
+            return Ok(());
+        }
+        self.apply(&DesiredTable::default())?;
+        remove_pins(&self.pin_dir, |_| true)?;
+        std::fs::remove_dir(&self.pin_dir)
+            .map_err(system(format!("removing {}", self.pin_dir.display())))
+    }
+}
+
+impl Backend for XdpBackend {
+    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
+        self.paths
+            .refresh()
+            .map_err(system("reading routes and neighbours"))?;
+        self.dataplane.apply(table, &mut self.paths)?;
+        self.last = table.clone();
+        Ok(())
+    }
+}
+
+fn ifindex(interface: &str) -> Result<u32, BackendError> {
+    let name = std::ffi::CString::new(interface)
+        .map_err(|_| BackendError::Unsupported(format!("bad interface name {interface:?}")))?;
+    // SAFETY: a valid C string.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(BackendError::Unsupported(format!(
+            "no interface {interface}"
+        ))),
+        i => Ok(i),
+    }
+}
+
+/// Attaches `program` to `interface` through a pinned link, or swaps it into the pinned link an
+/// earlier agent left (atomically: no packet misses a program).
+fn attach(
+    program: &mut Xdp,
+    interface: &str,
+    mode: XdpMode,
+    dir: &Path,
+) -> Result<(), BackendError> {
+    let pin = dir.join(link_pin_name(interface));
+    if pin.exists() {
+        let pinned = PinnedLink::from_pin(&pin)
+            .map_err(|e| BackendError::system(format!("opening {}", pin.display()), e))?;
+        let link = FdLink::from(pinned);
+        let running = link.info().ok().map(|i| i.program_id());
+        let ours = program.info().ok().map(|i| i.id());
+        if running.is_some() && running == ours {
+            return Ok(());
+        }
+        let id = program
+            .attach_to_link(
+                XdpLink::try_from(link).map_err(|e| BackendError::system("pinned link", e))?,
+            )
+            .map_err(|e| {
+                BackendError::system(format!("replacing the program on {interface}"), e)
+            })?;
+        // The link stays alive through its pin; forget our handle without detaching.
+        let link = program
+            .take_link(id)
+            .map_err(|e| BackendError::system("taking the link", e))?;
+        drop(link);
+        return Ok(());
+    }
+    let id = match mode {
+        XdpMode::Generic => program.attach(interface, AyaXdpMode::Skb),
+        XdpMode::Native => program
+            .attach(interface, AyaXdpMode::Driver)
+            .or_else(|native| {
+                eprintln!(
+                    "xdirectord: {interface}: native XDP is not possible ({native}); attaching in \
+                 generic mode, which is slower"
+                );
+                program.attach(interface, AyaXdpMode::Skb)
+            }),
+    }
+    .map_err(|e| BackendError::system(format!("attaching to {interface}"), e))?;
+    let link: FdLink = program
+        .take_link(id)
+        .map_err(|e| BackendError::system("taking the link", e))?
+        .try_into()
+        .map_err(|e| BackendError::system("link", e))?;
+    link.pin(&pin)
+        .map_err(|e| BackendError::system(format!("pinning {}", pin.display()), e))?;
+    Ok(())
+}
+
+/// Removes the pins in `dir` whose names `select` picks.
+fn remove_pins(dir: &Path, select: impl Fn(&str) -> bool) -> Result<(), BackendError> {
+    let entries = std::fs::read_dir(dir).map_err(system(format!("reading {}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if select(&name.to_string_lossy()) {
+            std::fs::remove_file(entry.path())
+                .map_err(system(format!("removing {}", entry.path().display())))?;
+        }
+    }
+    Ok(())
+}
