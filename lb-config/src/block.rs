@@ -496,9 +496,9 @@ impl Reader<'_> {
     ) -> Result<Option<Netmask>, Diagnostic> {
         match family {
             Family::Inet6 => {
-                let ok = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
-                let n = digits_value(value);
-                if !ok || !(1..=128).contains(&n) {
+                let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
+                let n = if digits { digits_value(value) } else { 0 };
+                if !(1..=128).contains(&n) {
                     return Err(Diagnostic::error(
                         line,
                         "invalid netmask: a prefix length between 1 and 128 is required",

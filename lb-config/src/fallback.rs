@@ -1,16 +1,12 @@
 //! `fallback`/`fallback6`: ldirectord's `parse_fallback` and
 //! `_ld_read_config_fallback_resolve`.
 
-use std::sync::LazyLock;
-
-use regex::bytes::Regex;
-
 use crate::diagnostics::Diagnostic;
 use crate::lookup::{self, split_host_port};
 use crate::model::{Fallback, Family, Forwarding};
 use crate::parse::Reader;
 use crate::quirk;
-use crate::value::{has_text, perl_true, text};
+use crate::value::{has_text, is_space, perl_true, text};
 
 /// A fallback as written, before resolution.
 #[derive(Debug, Clone)]
@@ -22,9 +18,42 @@ pub(crate) struct ParsedFallback {
     pub forwarding: Forwarding,
 }
 
-/// `(\S+)(\s+(\S+))?\s*$`, unanchored at the start.
-static SERVER_METHOD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)(\S+)(\s+(\S+))?\s*$").expect("valid pattern"));
+/// The words of a fallback value.
+#[derive(Debug, PartialEq, Eq)]
+struct Words<'a> {
+    server: &'a [u8],
+    method: Option<&'a [u8]>,
+    /// Text before them, which ldirectord ignores.
+    skipped: &'a [u8],
+}
+
+/// `(\S+)(\s+(\S+))?\s*$`, unanchored at the start: the leftmost place from which at most
+/// two words remain, i.e. the last two words (or the only one).
+fn last_two_words(value: &[u8]) -> Option<Words<'_>> {
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < value.len() {
+        if is_space(value[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < value.len() && !is_space(value[i]) {
+            i += 1;
+        }
+        words.push((start, i));
+    }
+    let (first, second) = match words.as_slice() {
+        [] => return None,
+        [only] => (*only, None),
+        [.., a, b] => (*a, Some(*b)),
+    };
+    Some(Words {
+        server: &value[first.0..first.1],
+        method: second.map(|(s, e)| &value[s..e]),
+        skipped: &value[..first.0],
+    })
+}
 
 /// `parse_fallback`. `virtual_port` is the enclosing virtual's port text, `None` for the
 /// global directive.
@@ -34,20 +63,16 @@ pub(crate) fn parse(
     value: &[u8],
     virtual_port: Option<&[u8]>,
 ) -> Result<ParsedFallback, Diagnostic> {
-    let (host_port, method) = match SERVER_METHOD.captures(value) {
-        Some(c) => {
-            let whole = c.get(0).expect("group 0 always participates");
-            if has_text(&value[..whole.start()]) {
+    let (host_port, method) = match last_two_words(value) {
+        Some(words) => {
+            if has_text(words.skipped) {
                 reader.warn(quirk::ignored_before(
                     line,
                     "the fallback server",
-                    &value[..whole.start()],
+                    words.skipped,
                 ));
             }
-            (
-                c.get(1).map_or(&b""[..], |m| m.as_bytes()),
-                c.get(3).map(|m| m.as_bytes()),
-            )
+            (words.server, words.method)
         }
         None => (value, None),
     };
@@ -123,4 +148,38 @@ pub(crate) fn resolve(
         forwarding: parsed.forwarding,
     };
     Ok((fallback, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_two_words_are_server_and_method() {
+        let words = |server: &'static str, method: Option<&'static str>, skipped: &'static str| {
+            Some(Words {
+                server: server.as_bytes(),
+                method: method.map(str::as_bytes),
+                skipped: skipped.as_bytes(),
+            })
+        };
+        assert_eq!(
+            last_two_words(b"127.0.0.1:80 gate"),
+            words("127.0.0.1:80", Some("gate"), "")
+        );
+        assert_eq!(
+            last_two_words(b" 127.0.0.1 "),
+            words("127.0.0.1", None, " ")
+        );
+        assert_eq!(
+            last_two_words(b"x 127.0.0.1:80 gate"),
+            words("127.0.0.1:80", Some("gate"), "x ")
+        );
+        assert_eq!(
+            last_two_words(b"a:80 gate extra"),
+            words("gate", Some("extra"), "a:80 ")
+        );
+        assert_eq!(last_two_words(b"  "), None);
+        assert_eq!(last_two_words(b""), None);
+    }
 }

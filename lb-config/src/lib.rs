@@ -60,5 +60,5 @@ pub use model::{
     VirtualAddress, VirtualService, XdpMode,
 };
 pub use parse::parse;
-pub use real::MAX_RANGE_REALS;
+pub use real::{MAX_FILE_REALS, MAX_RANGE_REALS};
 pub use service::Service;

@@ -2,9 +2,6 @@
 //! `ld_gethostservbyname`), with their string handling, over an [`Environment`].
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
-
-use regex::bytes::Regex;
 
 use crate::environment::Environment;
 use crate::model::Family;
@@ -94,20 +91,20 @@ pub(crate) fn port(env: &dyn Environment, name: &[u8], protocol: &str) -> Option
     })
 }
 
-/// `(:(\d+|[A-Za-z0-9-_]+))?$`: ldirectord's split of `host:port`, leftmost match, so the port
-/// is the text after the last colon when only port characters follow it.
-static HOST_PORT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)(:(\d+|[A-Za-z0-9_\-]+))?$").expect("valid pattern"));
-
-/// Splits `text` into host and optional port as ldirectord's `s/(:(...))?$//` does.
+/// ldirectord's `s/(:(\d+|[A-Za-z0-9-_]+))?$//`: the port is the text after the last colon
+/// when it is made only of port characters (letters, digits, `-`, `_`).
 pub(crate) fn split_host_port(text: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match HOST_PORT.captures(text) {
-        Some(caps) => {
-            let whole = caps.get(0).expect("group 0 always participates");
-            (&text[..whole.start()], caps.get(2).map(|m| m.as_bytes()))
+    if let Some(colon) = text.iter().rposition(|&b| b == b':') {
+        let port = &text[colon + 1..];
+        if !port.is_empty()
+            && port
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return (&text[..colon], Some(port));
         }
-        None => (text, None),
     }
+    (text, None)
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub(crate) struct Reader<'a> {
     pub env: &'a dyn Environment,
     pub warnings: Vec<Diagnostic>,
     pub global: GlobalSettings,
+    /// Reals of the virtuals resolved so far (see `real::MAX_FILE_REALS`).
+    pub real_count: usize,
     hostname: Option<String>,
 }
 
@@ -58,6 +60,7 @@ impl<'a> Reader<'a> {
             env,
             warnings: Vec::new(),
             global: GlobalSettings::default(),
+            real_count: 0,
             hostname: None,
         }
     }

@@ -34,26 +34,31 @@ pub(crate) struct ParsedReal {
 /// expansion in memory; IPVS tables of this size are not what a range line is for.
 pub const MAX_RANGE_REALS: u64 = 65_536;
 
+/// The most reals a whole file may give, so that no file can make the parser run out of
+/// memory. ldirectord would still be expanding such a file hours later.
+pub const MAX_FILE_REALS: usize = 1 << 20;
+
 /// ldirectord's real pattern, unanchored. Note `A-f` (it allows `A-Z [\]^_`` inside the
-/// brackets) and that nothing stops it matching further in.
+/// brackets) and that nothing stops it matching further in. ldirectord's patterns end in
+/// `(.*)` for "the rest of the line"; here the rest is taken from the end of the match
+/// instead, which is the same text and keeps the capture engine off long lines.
 static REAL: LazyLock<Regex> = LazyLock::new(|| {
     let host = r"(\d+\.\d+\.\d+\.\d+|[A-Za-z0-9.\-]+|\[[0-9A-fa-f:]+\])";
     let ip2 = r"(\d+\.\d+\.\d+\.\d+|[A-Za-z0-9.\-]+|\[[0-9A-fa-f:]+\])";
     Regex::new(&format!(
-        r"(?-u){host}(->{ip2})?(:(\d+|[A-Za-z0-9_\-]+))?\s+(.*)"
+        r"(?-u){host}(->{ip2})?(:(\d+|[A-Za-z0-9_\-]+))?\s+"
     ))
     .expect("valid pattern")
 });
-static METHOD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)(\w+)(.*)").expect("valid pattern"));
+static METHOD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?-u)\w+").expect("valid pattern"));
 static WEIGHT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)\s+(\d+)(.*)").expect("valid pattern"));
+    LazyLock::new(|| Regex::new(r"(?-u)\s+(\d+)").expect("valid pattern"));
 static REQUEST_RECEIVE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?-u)\s+"(.*)"[, ]\s*"(.*)"(.*)"#).expect("valid pattern"));
+    LazyLock::new(|| Regex::new(r#"(?-u)\s+"(.*)"[, ]\s*"(.*)""#).expect("valid pattern"));
 static LOWER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)\s+l:(\d+)(.*)").expect("valid pattern"));
+    LazyLock::new(|| Regex::new(r"(?-u)\s+l:(\d+)").expect("valid pattern"));
 static UPPER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)\s+u:(\d+)(.*)").expect("valid pattern"));
+    LazyLock::new(|| Regex::new(r"(?-u)\s+u:(\d+)").expect("valid pattern"));
 
 /// Resolves the collected real lines of one virtual, in order.
 pub(crate) fn resolve_all(
@@ -64,7 +69,15 @@ pub(crate) fn resolve_all(
     let mut reals = Vec::new();
     for (value, line) in lines {
         resolve_one(reader, value, *line, family, &mut reals)?;
+        if reader.real_count + reals.len() > MAX_FILE_REALS {
+            return Err(Diagnostic::error(
+                *line,
+                format!("more than {MAX_FILE_REALS} real servers in the file"),
+            )
+            .ours());
+        }
     }
+    reader.real_count += reals.len();
     Ok(reals)
 }
 
@@ -89,7 +102,7 @@ fn resolve_one(
     let ip1 = &caps[1];
     let ip2 = caps.get(3).map(|m| m.as_bytes());
     let port_text = caps.get(5).map_or(&b"0"[..], |m| m.as_bytes());
-    let flags = caps.get(6).map_or(&b""[..], |m| m.as_bytes());
+    let flags = &value[whole.end()..];
     for host in std::iter::once(ip1).chain(ip2) {
         if host.starts_with(b"[")
             && host[1..host.len() - 1]
@@ -245,8 +258,7 @@ impl Flags {
 /// is dropped, which xdirectord warns about.
 fn parse_flags(reader: &mut Reader<'_>, flags: &[u8], line: usize) -> Result<Flags, Diagnostic> {
     let method_error = || Diagnostic::error(line, "forward method must be gate, masq or ipip");
-    let caps = METHOD.captures(flags).ok_or_else(method_error)?;
-    let word = caps.get(1).expect("group 1 always participates");
+    let word = METHOD.find(flags).ok_or_else(method_error)?;
     let method = forwarding(word.as_bytes()).ok_or_else(method_error)?;
     if has_text(&flags[..word.start()]) {
         reader.warn(quirk::ignored_before(
@@ -255,7 +267,7 @@ fn parse_flags(reader: &mut Reader<'_>, flags: &[u8], line: usize) -> Result<Fla
             &flags[..word.start()],
         ));
     }
-    let mut rest: Vec<u8> = caps[2].to_vec();
+    let mut rest: Vec<u8> = flags[word.end()..].to_vec();
 
     let mut weight = 1;
     if let Some(c) = WEIGHT.captures(&rest) {
@@ -273,12 +285,13 @@ fn parse_flags(reader: &mut Reader<'_>, flags: &[u8], line: usize) -> Result<Fla
             reader.warn(quirk::ignored_before(line, "the weight", &rest[..start]));
         }
         weight = reader.number_u32(line, "weight", digits.as_bytes());
-        rest = c[2].to_vec();
+        rest = rest[c.get(0).expect("group 0 always participates").end()..].to_vec();
     }
 
     let (mut request, mut receive) = (None, None);
     if let Some(c) = REQUEST_RECEIVE.captures(&rest) {
-        let start = c.get(0).expect("group 0 always participates").start();
+        let whole = c.get(0).expect("group 0 always participates");
+        let (start, after) = (whole.start(), &rest[whole.end()..]);
         if has_text(&rest[..start]) {
             reader.warn(quirk::ignored_before(line, "the request", &rest[..start]));
         }
@@ -286,7 +299,7 @@ fn parse_flags(reader: &mut Reader<'_>, flags: &[u8], line: usize) -> Result<Fla
             // ldirectord tests the request with `=~ /^\//` before it reads `$2` and `$3`;
             // that match succeeds and clears them, so the receive string and everything after
             // it are lost (thresholds and trailing text included, which is then not checked).
-            reader.warn(quirk::receive_lost(line, &c[2], &c[3]));
+            reader.warn(quirk::receive_lost(line, &c[2], after));
             return Ok(Flags {
                 forwarding: method,
                 weight,
@@ -301,7 +314,7 @@ fn parse_flags(reader: &mut Reader<'_>, flags: &[u8], line: usize) -> Result<Fla
         }
         request = Some(with_leading_slash(&c[1]));
         receive = Some(text(&c[2]));
-        rest = c[3].to_vec();
+        rest = after.to_vec();
     }
 
     let mut thresholds = [None, None];
@@ -319,7 +332,7 @@ fn parse_flags(reader: &mut Reader<'_>, flags: &[u8], line: usize) -> Result<Fla
                 ));
             }
             *slot = Some(reader.number_u32(line, name, &c[1]));
-            rest = c[2].to_vec();
+            rest = rest[c.get(0).expect("group 0 always participates").end()..].to_vec();
         }
     }
 

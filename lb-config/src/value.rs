@@ -78,6 +78,7 @@ pub(crate) fn perl_true(s: &[u8]) -> bool {
 /// The numeric value of a run of digits, saturating (Perl would go to floating point; every
 /// comparison ldirectord makes gives the same answer).
 pub(crate) fn digits_value(digits: &[u8]) -> u64 {
+    debug_assert!(digits.iter().all(u8::is_ascii_digit), "digits only");
     digits.iter().fold(0u64, |acc, &d| {
         acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     })
