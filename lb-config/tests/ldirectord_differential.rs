@@ -257,6 +257,28 @@ fn corpus_agrees_with_ldirectord() {
     );
 }
 
+/// A configuration that is nowhere: ldirectord's message and status.
+#[test]
+fn missing_config_agrees_with_ldirectord() {
+    ensure_ldirectord();
+    let missing = "/nonexistent/xdirectord-missing.cf";
+    let script = format!("exec {LDIRECTORD} \"$0\" status");
+    let mut command = ldirectord_command(&script, private_var_log_works());
+    let output = command.arg(missing).output().expect("ldirectord runs");
+    let mut ours = Vec::new();
+    let status = lb_config::check_config_with(
+        Some(missing.as_ref()),
+        &lb_config::SystemEnvironment,
+        &mut ours,
+        PID,
+    );
+    assert_eq!(output.status.code(), Some(status));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&ours)
+    );
+}
+
 /// Copies a corpus file into a directory of its own, `@TMP@` replaced by that directory.
 fn prepare(file: &Path, work: &Path, index: usize) -> (String, PathBuf) {
     let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
@@ -576,8 +598,15 @@ fn private_var_log_works() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The reference implementation, installed as CI installs it when it is missing.
+/// The reference implementation, installed as CI installs it when it is missing (once: the
+/// tests of this file run side by side, and dpkg takes one installer at a time).
 fn ensure_ldirectord() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(install_ldirectord);
+    assert!(Path::new(LDIRECTORD).exists(), "{LDIRECTORD} is missing");
+}
+
+fn install_ldirectord() {
     if Path::new(LDIRECTORD).exists() {
         return;
     }
