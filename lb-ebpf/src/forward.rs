@@ -18,6 +18,19 @@ pub fn forward(ctx: &XdpContext, real: &RealDef) -> u32 {
         stats::global(|s| s.unresolved += 1);
         return xdp_action::XDP_DROP;
     }
+    // Decide the verdict first: a redirect to an interface missing from TX_PORTS drops the
+    // frame, and a dropped frame is left as it came.
+    let action = if real.ifindex as usize == ctx.ingress_ifindex() {
+        xdp_action::XDP_TX
+    } else {
+        match TX_PORTS.redirect(real.ifindex, 0) {
+            Ok(action) => action,
+            Err(_) => {
+                stats::global(|s| s.unresolved += 1);
+                return xdp_action::XDP_DROP;
+            }
+        }
+    };
     let start = ctx.data();
     if start + 12 > ctx.data_end() {
         // Parsing already read the Ethernet header; this cannot happen, but the verifier
@@ -30,18 +43,10 @@ pub fn forward(ctx: &XdpContext, real: &RealDef) -> u32 {
         eth.write_unaligned(real.mac);
         eth.add(1).write_unaligned(real.src_mac);
     }
-    if real.ifindex as usize == ctx.ingress_ifindex() {
+    if action == xdp_action::XDP_TX {
         stats::global(|s| s.tx += 1);
-        return xdp_action::XDP_TX;
+    } else {
+        stats::global(|s| s.redirected += 1);
     }
-    match TX_PORTS.redirect(real.ifindex, 0) {
-        Ok(action) => {
-            stats::global(|s| s.redirected += 1);
-            action
-        }
-        Err(_) => {
-            stats::global(|s| s.unresolved += 1);
-            xdp_action::XDP_DROP
-        }
-    }
+    action
 }

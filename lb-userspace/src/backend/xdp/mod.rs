@@ -263,7 +263,24 @@ impl Backend for XdpBackend {
     }
 }
 
-fn ifindex(interface: &str) -> Result<u32, BackendError> {
+/// Loads the balancer and creates its maps without pinning or attaching anything: for packet
+/// tests (BPF_PROG_TEST_RUN) and benchmarks. Keep the `Ebpf` alive while running the program.
+pub fn load_unattached() -> Result<(aya::Ebpf, Dataplane), BackendError> {
+    let mut ebpf = aya::Ebpf::load(objects::BALANCER)
+        .map_err(|e| BackendError::system("loading the XDP program", e))?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(objects::BALANCER_PROGRAM)
+        .ok_or_else(|| BackendError::Unsupported("the XDP object has no balancer program".into()))?
+        .try_into()
+        .map_err(|e| BackendError::system("the balancer program", e))?;
+    prog.load()
+        .map_err(|e| BackendError::system("verifying the XDP program", e))?;
+    let maps = Maps::from_ebpf(&mut ebpf)?;
+    Ok((ebpf, Dataplane::new(maps)))
+}
+
+/// The index of a network interface.
+pub fn ifindex(interface: &str) -> Result<u32, BackendError> {
     let name = std::ffi::CString::new(interface)
         .map_err(|_| BackendError::Unsupported(format!("bad interface name {interface:?}")))?;
     // SAFETY: a valid C string.

@@ -1,0 +1,139 @@
+//! Running the real XDP program on test frames with BPF_PROG_TEST_RUN, Katran-style: load the
+//! object, program its maps through the real backend code (`Dataplane::apply`), feed a frame,
+//! read back the verdict, the output frame and the counters.
+//!
+//! Each harness lives in a network namespace of its own, made for the calling thread and gone
+//! with it, so tests run in parallel and leave nothing behind.
+
+use std::{collections::HashMap, net::IpAddr, process::Command};
+
+use aya::{TestRun as _, TestRunOptions, programs::Xdp};
+use lb_common::stats::GlobalStats;
+use xdirectord::{
+    backend::xdp::{Dataplane, Paths, RealPath, load_unattached},
+    objects,
+    table::DesiredTable,
+};
+
+/// XDP verdicts.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// Where reals are, fixed by the test.
+#[derive(Default, Clone)]
+pub struct StaticPaths(pub HashMap<IpAddr, RealPath>);
+
+impl StaticPaths {
+    pub fn set(&mut self, addr: &str, path: RealPath) {
+        self.0.insert(addr.parse().expect("address"), path);
+    }
+}
+
+impl Paths for StaticPaths {
+    fn path(&mut self, addr: IpAddr) -> RealPath {
+        self.0.get(&addr).copied().unwrap_or(RealPath::Unresolved)
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: u32,
+    pub frame: Vec<u8>,
+}
+
+/// Moves the calling thread into a new, empty network namespace with `lo` up. The namespace has
+/// no name and disappears with the thread.
+pub fn private_netns() {
+    // SAFETY: affects only the calling thread.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+    run(&["ip", "link", "set", "lo", "up"]);
+}
+
+/// Runs a command (in the calling thread's namespaces), panicking with its output on failure.
+pub fn run(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The balancer, loaded but not attached, in a private namespace.
+pub struct Harness {
+    ebpf: aya::Ebpf,
+    pub dataplane: Dataplane,
+    pub paths: StaticPaths,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        private_netns();
+        let (ebpf, dataplane) = load_unattached().expect("loading the balancer");
+        Harness {
+            ebpf,
+            dataplane,
+            paths: StaticPaths::default(),
+        }
+    }
+
+    /// Programs the maps with `table` through the backend's own code.
+    pub fn apply(&mut self, table: &DesiredTable) {
+        self.dataplane.apply(table, &mut self.paths).expect("apply");
+    }
+
+    fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(objects::BALANCER_PROGRAM)
+            .expect("program")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    /// Runs the program once on `frame` (ingress: `lo`, ifindex 1).
+    pub fn run(&self, frame: &[u8]) -> Outcome {
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = self
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        Outcome {
+            action: result.return_value,
+            frame: out,
+        }
+    }
+
+    /// Sets the program's clock (nanoseconds); 0 gives it back the kernel's.
+    pub fn set_clock(&mut self, ns: u64) {
+        self.dataplane.maps.clock.set(0, ns, 0).expect("CLOCK");
+    }
+
+    pub fn global(&self) -> GlobalStats {
+        self.dataplane.global_stats().expect("GLOBAL_STATS")
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new()
+    }
+}
