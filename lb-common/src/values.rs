@@ -187,28 +187,6 @@ pub struct WrrSeq {
     pub entries: [u16; WRR_SEQ_MAX as usize],
 }
 
-impl SlotReals {
-    pub const ZERO: SlotReals = SlotReals {
-        reals: [SlotReal {
-            real_id: 0,
-            weight: 0,
-        }; MAX_REALS_PER_VIP as usize],
-    };
-}
-
-impl Ring {
-    pub const ZERO: Ring = Ring {
-        entries: [0; RING_SIZE as usize],
-        _pad: [0; 3],
-    };
-}
-
-impl WrrSeq {
-    pub const ZERO: WrrSeq = WrrSeq {
-        entries: [0; WRR_SEQ_MAX as usize],
-    };
-}
-
 /// `FlowEntry::state` values, after IPVS's TCP states as seen from the client side only.
 pub const FLOW_SYN_RECV: u32 = 1;
 pub const FLOW_ESTABLISHED: u32 = 2;

@@ -263,6 +263,12 @@ pub fn mask_prefix_len(mask: &[u8; 16], ipv6: bool) -> u8 {
     bytes.iter().map(|b| b.count_ones() as u8).sum()
 }
 
+/// A zeroed table on the heap, never on the stack (a slot's tables are 8 KiB to 128 KiB).
+fn zeroed_box<T: aya::Pod>() -> Box<T> {
+    // SAFETY: map values are Pod: all-zero bytes are a valid value.
+    unsafe { Box::<T>::new_zeroed().assume_init() }
+}
+
 /// The maps, and how to change them.
 pub struct Dataplane {
     pub maps: Maps,
@@ -507,7 +513,7 @@ impl Dataplane {
         }
 
         // Write the reals (new ones get a fresh id and generation, with zeroed counters).
-        let mut slot = Box::new(SlotReals::ZERO);
+        let mut slot = zeroed_box::<SlotReals>();
         let mut ids = Vec::with_capacity(reals.len());
         for (i, (kept, w)) in reals.iter().enumerate() {
             let id = self.write_real(*kept, w.def, used_ids)?;
@@ -545,7 +551,7 @@ impl Dataplane {
                     )
                 })
                 .collect();
-            let mut ring = Box::new(Ring::ZERO);
+            let mut ring = zeroed_box::<Ring>();
             ring.entries.copy_from_slice(&tables::maglev(&ring_input));
             self.maps
                 .rings
@@ -558,7 +564,7 @@ impl Dataplane {
             _ => Vec::new(),
         };
         if !sequence.is_empty() {
-            let mut seq = Box::new(WrrSeq::ZERO);
+            let mut seq = zeroed_box::<WrrSeq>();
             seq.entries[..sequence.len()].copy_from_slice(&sequence);
             self.maps
                 .wrr_seqs

@@ -121,15 +121,23 @@ impl Model {
                 self.cursors.insert(slot, 0);
             }
         }
-        self.reals.clear();
         for id in 1..lb_common::maps::MAX_REALS {
             let def = dataplane
                 .maps
                 .reals
                 .get(&id, 0)
                 .map_err(|e| BackendError::system("reading REALS", e))?;
-            if def.generation != 0 {
-                self.reals.insert(id, def);
+            if def.generation == 0 {
+                continue;
+            }
+            // An id given to a new real starts with zeroed connection counts.
+            if self
+                .reals
+                .insert(id, def)
+                .is_some_and(|old| old.generation != def.generation)
+                && def.vip_index != u32::MAX
+            {
+                self.conns.remove(&id);
             }
         }
         Ok(())
