@@ -17,7 +17,9 @@
 //! The caller bounds the whole exchange (every hop, connect, TLS, request and body) with
 //! `negotiatetimeout`.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -174,7 +176,10 @@ impl HttpCheck {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
+        // Once the whole response is read the connection is closed with a reset instead of a
+        // FIN exchange (as HAProxy closes its checks): the server has already answered and
+        // usually closed its side, and neither end keeps TIME_WAIT state for a probe.
+        let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
         let host = match hop.host {
             Some(h) => h,
             None => HeaderValue::from_str(&url.authority()).map_err(|e| format!("Host: {e}"))?,
@@ -194,11 +199,11 @@ impl HttpCheck {
                     Some(name) => name,
                     None => server_name_of_host(&url.host)?,
                 };
-                let stream = tls
-                    .connect(name, tcp)
+                // Boxed: a TLS stream is kilobytes; plain http checks should not carry it.
+                let stream = Box::pin(tls.connect(name, tcp))
                     .await
                     .map_err(|e| format!("tls {addr}: {e}"))?;
-                exchange(stream, request).await
+                Box::pin(exchange(stream, request)).await
             }
         }
     }
@@ -221,15 +226,21 @@ fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
-/// A status line as LWP's `status_line`: `200 OK`.
-fn line(status: StatusCode) -> String {
-    format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    )
-    .trim_end()
-    .to_owned()
+/// A status line as LWP's `status_line`: `200 OK`. The usual ones cost no allocation.
+fn line(status: StatusCode) -> Cow<'static, str> {
+    match status.as_u16() {
+        200 => "200 OK".into(),
+        204 => "204 No Content".into(),
+        301 => "301 Moved Permanently".into(),
+        302 => "302 Found".into(),
+        404 => "404 Not Found".into(),
+        500 => "500 Internal Server Error".into(),
+        503 => "503 Service Unavailable".into(),
+        code => match status.canonical_reason() {
+            Some(reason) => format!("{code} {reason}").into(),
+            None => code.to_string().into(),
+        },
+    }
 }
 
 fn request_target(url: &Url, absolute: bool) -> Result<Uri, String> {
@@ -307,6 +318,9 @@ where
             body,
         })
     };
+    // Without shutdown: when the exchange is over the socket is simply dropped (see the
+    // linger setting in `fetch`), saving a shutdown(2) per check.
+    let conn = conn.without_shutdown();
     tokio::pin!(conn);
     tokio::pin!(read);
     tokio::select! {
@@ -378,5 +392,6 @@ mod tests {
     fn status_lines() {
         assert_eq!(line(StatusCode::OK), "200 OK");
         assert_eq!(line(StatusCode::from_u16(599).unwrap()), "599");
+        assert_eq!(line(StatusCode::IM_A_TEAPOT), "418 I'm a teapot");
     }
 }

@@ -7,6 +7,9 @@
 //! match `$` only at the very end, so `$` becomes `(?=\n?\z)` unless the pattern turns on
 //! multi-line mode itself.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
 use fancy_regex::Regex;
 
 use crate::error::CheckError;
@@ -14,18 +17,31 @@ use crate::error::CheckError;
 /// A compiled `receive` pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct Receive {
-    regex: Regex,
+    regex: Arc<Regex>,
+}
+
+/// Compiled patterns by source text. Every real of a virtual usually shares one pattern, and a
+/// compiled regex with its match caches costs kilobytes: 10,000 checks share one copy.
+fn compiled() -> &'static Mutex<HashMap<String, Weak<Regex>>> {
+    static COMPILED: OnceLock<Mutex<HashMap<String, Weak<Regex>>>> = OnceLock::new();
+    COMPILED.get_or_init(Mutex::default)
 }
 
 impl Receive {
     pub(crate) fn new(pattern: &str) -> Result<Receive, CheckError> {
-        let translated = translate(pattern);
-        Regex::new(&translated)
-            .map(|regex| Receive { regex })
-            .map_err(|e| CheckError::InvalidReceive {
-                pattern: pattern.to_owned(),
-                message: e.to_string(),
-            })
+        let mut cache = compiled().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(regex) = cache.get(pattern).and_then(Weak::upgrade) {
+            return Ok(Receive { regex });
+        }
+        let regex = Regex::new(&translate(pattern)).map_err(|e| CheckError::InvalidReceive {
+            pattern: pattern.to_owned(),
+            message: e.to_string(),
+        })?;
+        let regex = Arc::new(regex);
+        // Forget patterns no check uses any more, so reloads do not grow the cache.
+        cache.retain(|_, weak| weak.strong_count() > 0);
+        cache.insert(pattern.to_owned(), Arc::downgrade(&regex));
+        Ok(Receive { regex })
     }
 
     /// Whether the pattern matches anywhere in `text`. A pattern that exhausts the

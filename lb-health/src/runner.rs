@@ -62,6 +62,12 @@ pub struct RunnerConfig {
     pub max_in_flight: usize,
     /// External check commands running at once, at most.
     pub max_processes: usize,
+    /// Run the checks on a thread of their own (a single-threaded tokio runtime, thread name
+    /// `lb-health`) instead of the caller's runtime. It keeps the agent's own work and the
+    /// checks from delaying each other, but caps the checks at one core, and every result
+    /// then wakes another thread. check-bench measured no clear CPU difference either way
+    /// (see docs/health-checks.md), so the default is off: checks run where the agent runs.
+    pub own_thread: bool,
 }
 
 impl Default for RunnerConfig {
@@ -72,6 +78,7 @@ impl Default for RunnerConfig {
             jitter: Jitter::default(),
             max_in_flight: in_flight_for_nofile(nofile_limit()),
             max_processes: DEFAULT_MAX_PROCESSES,
+            own_thread: false,
         }
     }
 }
@@ -199,7 +206,65 @@ pub struct HealthRunner<K> {
     shared: Arc<Shared<K>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    runtime: Runtime,
     next_id: u64,
+}
+
+/// Where check tasks run.
+struct Runtime {
+    handle: tokio::runtime::Handle,
+    /// Ends the runner's own thread, if it has one.
+    stop: Option<CancellationToken>,
+}
+
+impl Runtime {
+    fn current() -> Runtime {
+        Runtime {
+            handle: tokio::runtime::Handle::current(),
+            stop: None,
+        }
+    }
+
+    /// A single-threaded runtime on a thread named `lb-health`; falls back to the caller's
+    /// runtime if the thread cannot be started.
+    fn own_thread() -> Runtime {
+        let stop = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let stopped = stop.clone();
+        let started = std::thread::Builder::new()
+            .name("lb-health".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot build the health-check runtime");
+                        return;
+                    }
+                };
+                if tx.send(runtime.handle().clone()).is_ok() {
+                    // Spawned checks run while this thread blocks here.
+                    runtime.block_on(stopped.cancelled());
+                }
+            });
+        match started.ok().and_then(|_| rx.recv().ok()) {
+            Some(handle) => Runtime {
+                handle,
+                stop: Some(stop),
+            },
+            None => Runtime::current(),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.stop {
+            stop.cancel();
+        }
+    }
 }
 
 impl<K> HealthRunner<K>
@@ -207,7 +272,8 @@ where
     K: Clone + Send + Sync + 'static,
 {
     /// A runner with no checks. `shutdown` is the agent's token: cancelling it stops every
-    /// check. Must be called within a tokio runtime with time, I/O and process support.
+    /// check. Must be called within a tokio runtime (with time, I/O and process support when
+    /// `own_thread` is off).
     pub fn new(
         results: mpsc::Sender<CheckResult<K>>,
         config: RunnerConfig,
@@ -226,6 +292,11 @@ where
             }),
             cancel: shutdown.child_token(),
             tracker: TaskTracker::new(),
+            runtime: if config.own_thread {
+                Runtime::own_thread()
+            } else {
+                Runtime::current()
+            },
             next_id: 1,
         }
     }
@@ -303,7 +374,8 @@ where
             shared: Arc::clone(&self.shared),
             cancel: cancel.clone(),
         };
-        self.tracker.spawn(task.run(first_delay));
+        self.tracker
+            .spawn_on(task.run(first_delay), &self.runtime.handle);
         self.running.insert(spec, Running { id, keys, cancel });
     }
 
@@ -339,6 +411,7 @@ where
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        // Dropping `self` ends the runner's own thread.
     }
 }
 
@@ -376,7 +449,9 @@ where
                         }
                     }
                 };
-                self.checker.check(&self.shared.probes).await
+                // Boxed: a probe's future is ~14 KiB (hyper, TLS, DNS state). Inline, every idle
+                // task would carry it; boxed, only the probes in flight do.
+                Box::pin(self.checker.check(&self.shared.probes)).await
             };
             let counters = &self.shared.counters;
             counters.rounds.fetch_add(1, Ordering::Relaxed);
