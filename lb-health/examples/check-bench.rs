@@ -81,8 +81,8 @@ fn parse_args() -> Args {
 fn usage(flag: &str) -> ! {
     eprintln!(
         "check-bench: bad argument {flag:?}\n\
-         usage: check-bench [--checks N] [--seconds T] [--interval-ms MS] \\
-         [--runtime multi|current] [--own-thread] [--receive REGEX]"
+         usage: check-bench [--checks N] [--seconds T] [--interval-ms MS]\n\
+         \x20                  [--runtime multi|current] [--own-thread] [--receive REGEX]"
     );
     std::process::exit(2)
 }

@@ -45,9 +45,14 @@ fn answer(query: &[u8]) -> Vec<u8> {
 
 /// A name server on one port for UDP and TCP.
 async fn name_server() -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The same port for both: take a free UDP port, retry if its TCP twin is taken.
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
     tokio::spawn(async move {
         let mut buf = [0u8; 512];
         while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
