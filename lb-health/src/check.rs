@@ -269,8 +269,11 @@ impl Negotiator {
 }
 
 /// Bounds a probe's total time: whatever it is doing at the deadline, it is dropped (its
-/// sockets closed) and the check is down.
+/// sockets closed) and the check is down. A zero timeout is ldirectord's `alarm 0`: none.
 async fn bounded(timeout: Duration, probe: impl Future<Output = Outcome>) -> Outcome {
+    if timeout.is_zero() {
+        return probe.await;
+    }
     match tokio::time::timeout(timeout, probe).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::down(format!("timed out after {}s", timeout.as_secs_f64())),

@@ -71,7 +71,12 @@ pub(crate) async fn run(command: &CheckCommand, timeout: Duration) -> Outcome {
         Err(e) => return Outcome::down(format!("cannot run {}: {e}", command.program)),
     };
     let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
-    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // A zero timeout is ldirectord's `alarm 0`: wait as long as the command runs.
+    let waited = if timeout.is_zero() {
+        Ok(child.wait().await)
+    } else {
+        tokio::time::timeout(timeout, child.wait()).await
+    };
     // From here on the group is either reaped or handed to `terminate`.
     group.0 = None;
     match waited {

@@ -59,6 +59,12 @@ pub(crate) async fn find(
         Ok(Lookup::NeedName) => {}
     }
     let lookup = tokio::task::spawn_blocking(move || reverse_lookup(ip));
+    // Never unbounded, even with `checktimeout = 00`: the check itself must still run.
+    let lookup_timeout = if lookup_timeout.is_zero() {
+        Duration::from_secs(5)
+    } else {
+        lookup_timeout
+    };
     let hostname = match tokio::time::timeout(lookup_timeout, lookup).await {
         Ok(Ok(name)) => name?,
         _ => return None,

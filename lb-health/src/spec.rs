@@ -221,7 +221,7 @@ pub enum VirtualServer {
 /// | `virtualhost` | `virtualhost` |
 /// | `http_method` | `httpmethod` |
 /// | `check_command` | `checkcommand` (default `/bin/true`) |
-/// | `check_timeout`, `negotiate_timeout` | as `ld_setup` resolves them (§1.6: each defaults to the other, then the globals, then 5 s and 30 s) |
+/// | `check_timeout`, `negotiate_timeout` | as `ld_setup` resolves them (§1.6: each defaults to the other, then the globals, then 5 s and 30 s); zero (`00` in the file) means no timeout, as ldirectord's `alarm 0`, except for ping, which refuses it |
 /// | `check_count` | `checkcount` (virtual, else global; default 1) |
 /// | `check_interval` | `checkinterval` (virtual, else global; default 10 s) |
 /// | `maintenance_dir` | the global `maintenancedir` |
@@ -286,16 +286,6 @@ impl CheckSpec {
                 what: "checkinterval",
             });
         }
-        if self.check_timeout.is_zero() {
-            return Err(CheckError::ZeroDuration {
-                what: "checktimeout",
-            });
-        }
-        if self.negotiate_timeout.is_zero() {
-            return Err(CheckError::ZeroDuration {
-                what: "negotiatetimeout",
-            });
-        }
         match self.check_type {
             CheckType::Negotiate | CheckType::Combined(_) => {
                 if !self.service.is_supported() {
@@ -307,17 +297,25 @@ impl CheckSpec {
                     return Err(CheckError::EmptyCommand);
                 }
             }
-            CheckType::Ping => {
-                if self.check_count == 0 {
-                    return Err(CheckError::ZeroCheckCount);
-                }
-            }
-            CheckType::Connect => {
-                if self.protocol == Protocol::Udp && self.check_count == 0 {
-                    return Err(CheckError::ZeroCheckCount);
-                }
-            }
+            CheckType::Ping => self.validate_ping()?,
+            CheckType::Connect if self.protocol == Protocol::Udp => self.validate_ping()?,
+            CheckType::Connect => {}
             CheckType::On | CheckType::Off => {}
+        }
+        Ok(())
+    }
+}
+
+impl CheckSpec {
+    fn validate_ping(&self) -> Result<(), CheckError> {
+        if self.check_count == 0 {
+            return Err(CheckError::ZeroCheckCount);
+        }
+        // Net::Ping croaks on a zero timeout, so ldirectord never completes such a check.
+        if self.check_timeout.is_zero() {
+            return Err(CheckError::ZeroDuration {
+                what: "checktimeout (of a ping check)",
+            });
         }
         Ok(())
     }
@@ -392,6 +390,19 @@ mod tests {
         assert_eq!(s.validate(), Ok(()));
         assert!(!Service::Mysql.is_supported());
         assert!(Service::SimpleTcp.is_supported());
+    }
+
+    #[test]
+    fn zero_timeout_means_none_except_for_ping() {
+        let mut s = spec();
+        s.check_timeout = Duration::ZERO;
+        s.negotiate_timeout = Duration::ZERO;
+        assert_eq!(s.validate(), Ok(()));
+        s.check_type = CheckType::Ping;
+        assert!(matches!(s.validate(), Err(CheckError::ZeroDuration { .. })));
+        s.check_interval = Duration::ZERO;
+        s.check_type = CheckType::On;
+        assert!(s.validate().is_err(), "a zero interval would spin");
     }
 
     #[test]
