@@ -147,8 +147,13 @@ impl Checker {
     pub async fn check(&mut self, probes: &Probes) -> Option<CheckOutcome> {
         let spec = &self.spec;
         if let Some(dir) = &spec.maintenance_dir {
-            let found =
-                maintenance::find(dir, spec.real.ip(), spec.real.port(), spec.check_timeout).await;
+            let found = Box::pin(maintenance::find(
+                dir,
+                spec.real.ip(),
+                spec.real.port(),
+                spec.check_timeout,
+            ))
+            .await;
             if let Some(file) = found {
                 return Some(CheckOutcome {
                     up: false,
@@ -162,11 +167,13 @@ impl Checker {
             Plan::On => Outcome::up("checktype on"),
             Plan::Connect(addr) => bounded(spec.check_timeout, tcp::connect(*addr)).await,
             Plan::Ping => {
-                probes
-                    .inner
-                    .pinger
-                    .check(spec.real.ip(), spec.check_count, spec.check_timeout)
-                    .await
+                // Boxed for the reason given at `bounded`, as the other probes.
+                Box::pin(probes.inner.pinger.check(
+                    spec.real.ip(),
+                    spec.check_count,
+                    spec.check_timeout,
+                ))
+                .await
             }
             Plan::Negotiate(negotiator) => negotiator.run(spec, probes).await,
             Plan::Combined {
@@ -184,7 +191,7 @@ impl Checker {
             Plan::External(command) => {
                 // The semaphore is never closed, so acquiring only waits.
                 let _slot = probes.inner.processes.acquire().await.ok();
-                external::run(command, spec.check_timeout).await
+                Box::pin(external::run(command, spec.check_timeout)).await
             }
         };
         Some(outcome.into())
@@ -270,13 +277,23 @@ impl Negotiator {
 
 /// Bounds a probe's total time: whatever it is doing at the deadline, it is dropped (its
 /// sockets closed) and the check is down. A zero timeout is ldirectord's `alarm 0`: none.
-async fn bounded(timeout: Duration, probe: impl Future<Output = Outcome>) -> Outcome {
-    if timeout.is_zero() {
-        return probe.await;
-    }
-    match tokio::time::timeout(timeout, probe).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::down(format!("timed out after {}s", timeout.as_secs_f64())),
+///
+/// The probe is boxed at once, before the returned future is stored anywhere: probe futures
+/// range from a few hundred bytes to several KiB (hyper, DNS), and only probes in flight
+/// should hold that memory, not every idle check task.
+fn bounded(
+    timeout: Duration,
+    probe: impl Future<Output = Outcome>,
+) -> impl Future<Output = Outcome> {
+    let probe = Box::pin(probe);
+    async move {
+        if timeout.is_zero() {
+            return probe.await;
+        }
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::down(format!("timed out after {}s", timeout.as_secs_f64())),
+        }
     }
 }
 

@@ -449,9 +449,8 @@ where
                         }
                     }
                 };
-                // Boxed: a probe's future is ~14 KiB (hyper, TLS, DNS state). Inline, every idle
-                // task would carry it; boxed, only the probes in flight do.
-                Box::pin(self.checker.check(&self.shared.probes)).await
+                // Small: the probes inside are boxed (see `check::bounded`).
+                self.checker.check(&self.shared.probes).await
             };
             let counters = &self.shared.counters;
             counters.rounds.fetch_add(1, Ordering::Relaxed);
