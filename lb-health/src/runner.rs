@@ -415,6 +415,13 @@ where
     }
 }
 
+impl<K> Drop for HealthRunner<K> {
+    /// A runner dropped without `shutdown` still stops its checks (without waiting for them).
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 struct CheckTask<K> {
     id: CheckId,
     checker: Checker,

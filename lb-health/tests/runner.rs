@@ -304,3 +304,26 @@ async fn stats_count_rounds() {
     );
     runner.shutdown().await;
 }
+
+#[tokio::test]
+async fn dropping_the_runner_stops_its_checks() {
+    let (addr, _, hits) = switchable_server().await;
+    let shutdown = CancellationToken::new();
+    let (tx, mut rx) = mpsc::channel(64);
+    let mut runner = HealthRunner::new(tx, fast_config(), &shutdown);
+    runner.replace([(1, fast(negotiate(addr, Service::Http)))]);
+    next(&mut rx).await;
+    drop(runner);
+    // The tasks end at their next await and drop their sender: the channel closes.
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        while rx.recv().await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "checks still running after the runner was dropped"
+    );
+    let after = hits.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), after);
+}
