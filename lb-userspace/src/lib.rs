@@ -6,6 +6,25 @@
 //! * [`backend`]: the [`backend::Backend`] trait and its implementations: [`backend::xdp`] (the
 //!   BPF maps of `lb-ebpf`) and a recording fake for director tests.
 //! * [`objects`]: the compiled XDP programs, embedded.
+//! * [`cli`]: the command line, read as ldirectord reads its own; the binary's entry.
+//! * [`control`]: the instance commands (start, stop, status, …) with ldirectord's exit codes
+//!   and messages; pid file, daemonising, signals.
+//! * [`daemon`]: the running agent (director, alert and hook queues, `execute` instances,
+//!   reload, `autoreload`, `callback`), for any backend; where the backends are opened.
+//! * [`director`]: check verdicts and configurations in, the desired table out:
+//!   `state` (one real's flip logic), `desired` (configuration + health → table, and what
+//!   changed in ldirectord's words), `checks` (configuration → lb-health specs), `core`
+//!   (every decision, pure) and the event loop around them.
+//! * [`log`]: ldirectord's log formats (file, syslog, supervised, `-d`) and `monitorfile`.
+//! * [`alert`]: e-mail alerts over SMTP or sendmail.
+//! * [`hooks`]: `fallbackcommand`, `callback` and `execute` commands, run in order.
+pub mod alert;
 pub mod backend;
+pub mod cli;
+pub mod control;
+pub mod daemon;
+pub mod director;
+pub mod hooks;
+pub mod log;
 pub mod objects;
 pub mod table;

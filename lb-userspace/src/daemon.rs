@@ -1,0 +1,459 @@
+//! The running agent: the director, its alert and hook queues, the `execute` instances, and
+//! the configuration file (reload on request, `autoreload`, `callback`). Signals and the
+//! process itself (pid file, daemonising) are `control`'s; this module runs inside any tokio
+//! runtime with any backend, which is how the tests drive it.
+//!
+//! Also the two places the XDP backend plugs in: [`open_backend`] and [`validate_service`].
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use lb_config::{BackendKind, Config, ConfigError, Diagnostic};
+use lb_health::RunnerConfig;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::alert::{Alerts, Mailer};
+use crate::backend::{Backend, BackendError};
+use crate::director::desired::service_key;
+use crate::director::{
+    Director, DirectorHandle, DirectorSettings, Health, Snapshot, checks, desired,
+};
+use crate::hooks::{Hooks, InstanceCommand};
+use crate::log::{LogSink, Logger};
+use crate::table;
+
+/// What the command line says about the data plane; it overrides the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendOverrides {
+    /// `--backend`.
+    pub backend: Option<BackendKind>,
+    /// `--interface IF[,IF…]`; empty = as the file says.
+    pub interfaces: Vec<String>,
+}
+
+impl BackendOverrides {
+    /// The backend in force: `--backend`, else the file's global `backend`, else XDP.
+    pub fn backend(&self, config: &Config) -> BackendKind {
+        self.backend
+            .or(config.global.backend)
+            .unwrap_or(BackendKind::Xdp)
+    }
+
+    /// The interfaces in force: `--interface`, else the file's global `interface`.
+    pub fn interfaces(&self, config: &Config) -> Vec<String> {
+        if self.interfaces.is_empty() {
+            config.global.interfaces.clone()
+        } else {
+            self.interfaces.clone()
+        }
+    }
+}
+
+/// Opens the data plane the configuration asks for. THE place the backends are constructed.
+///
+/// The lead fills this in when `backend::xdp` lands:
+/// `XdpBackend::open(&XdpOptions { config_name: config.name.clone(), interfaces:
+/// overrides.interfaces(config), mode })` for [`BackendKind::Xdp`] (mode from
+/// `config.global.xdpmode`, native by default), and the IPVS backend when there is one.
+pub fn open_backend(
+    config: &Config,
+    overrides: &BackendOverrides,
+) -> Result<Box<dyn Backend>, BackendError> {
+    match overrides.backend(config) {
+        BackendKind::Xdp => Err(BackendError::Unsupported(
+            "xdp backend not built yet".to_string(),
+        )),
+        BackendKind::Ipvs => Err(BackendError::Unsupported(
+            "ipvs backend not built yet".to_string(),
+        )),
+    }
+}
+
+/// Whether the backend in force can hold `service` (a scheduler it knows, forwarding methods
+/// it implements, not too many reals); the message says why not. Called for every virtual at
+/// start, by `-t` and on reload.
+///
+/// The lead fills this in when `backend::xdp` lands: `BackendKind::Xdp =>
+/// crate::backend::xdp::validate(service)`. Until then every service passes here (and the
+/// backend itself cannot be opened).
+pub fn validate_service(kind: BackendKind, service: &table::Service) -> Result<(), String> {
+    let _ = (kind, service);
+    Ok(())
+}
+
+/// The checks xdirectord makes before it uses a configuration, beyond lb-config's: every
+/// check must be one lb-health runs, and every virtual one the backend can hold. The error
+/// reads as lb-config's do (`Error [pid] reading file … at line N: …`).
+pub fn preflight(config: &Config, overrides: &BackendOverrides) -> Result<(), ConfigError> {
+    let invalid = |error: Diagnostic| ConfigError::Invalid {
+        path: config.path.clone(),
+        warnings: config.warnings.clone(),
+        error,
+    };
+    if let Some(error) = checks::refusal(config) {
+        return Err(invalid(error));
+    }
+    let kind = overrides.backend(config);
+    for vs in &config.virtuals {
+        // Every real as if up, so the backend sees all of them.
+        let service = desired::service(vs, |_| Health::Up);
+        if let Err(message) = validate_service(kind, &service) {
+            return Err(invalid(checks::error(
+                vs.line,
+                format!("virtual service {}: {message}", vs.id),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the configuration again, as a reload does: the same file, the same name.
+pub fn reread(current: &Config, overrides: &BackendOverrides) -> Result<Config, ConfigError> {
+    let mut config = lb_config::load(&current.path)?;
+    config.name = current.name.clone();
+    preflight(&config, overrides)?;
+    Ok(config)
+}
+
+/// Everything the agent needs besides the configuration and the backend.
+pub struct AgentSettings {
+    pub logger: Logger,
+    pub runner: RunnerConfig,
+    pub mailer: Mailer,
+    /// The xdirectord binary `execute` instances run.
+    pub program: PathBuf,
+    pub overrides: BackendOverrides,
+    /// How often the configuration file is looked at (`autoreload`, `callback`).
+    pub file_poll: Duration,
+    /// `-d`: kept across reloads when the log sink is chosen again.
+    pub debug: bool,
+}
+
+impl AgentSettings {
+    pub fn new(logger: Logger) -> AgentSettings {
+        AgentSettings {
+            logger,
+            runner: RunnerConfig::default(),
+            mailer: Mailer::new(),
+            program: std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/usr/sbin/xdirectord")),
+            overrides: BackendOverrides::default(),
+            file_poll: Duration::from_secs(1),
+            debug: false,
+        }
+    }
+}
+
+enum AgentRequest {
+    Reload(oneshot::Sender<bool>),
+    Stop(String, oneshot::Sender<()>),
+}
+
+/// Talks to a running [`Agent`].
+#[derive(Clone)]
+pub struct AgentHandle {
+    tx: mpsc::Sender<AgentRequest>,
+    director: DirectorHandle,
+}
+
+impl AgentHandle {
+    /// Reads the configuration file again and puts it in force (SIGHUP, `xdirectord reload`).
+    /// False when the file is bad: the error is logged and the running configuration stays.
+    pub async fn reload(&self) -> bool {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(AgentRequest::Reload(done)).await.is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
+    }
+
+    /// Stops the agent as a signal named `signal` (`TERM`, …) does, and waits until it has.
+    pub async fn stop(&self, signal: &str) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(AgentRequest::Stop(signal.to_string(), done))
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        self.director.snapshot().await
+    }
+}
+
+/// The agent running on the current tokio runtime.
+pub struct Agent {
+    handle: AgentHandle,
+    task: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts the agent for `config` on `backend`. Must be called within a tokio runtime.
+    pub fn start(config: Config, backend: Box<dyn Backend>, settings: AgentSettings) -> Agent {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let alerts = Alerts::spawn(settings.mailer.clone(), settings.logger.clone(), &tracker);
+        let hooks = Hooks::spawn(settings.logger.clone(), settings.program.clone(), &tracker);
+        let (director, director_handle) = Director::new(
+            config.clone(),
+            backend,
+            DirectorSettings {
+                logger: settings.logger.clone(),
+                runner: settings.runner.clone(),
+                alerts: alerts.clone(),
+                hooks: hooks.clone(),
+            },
+            &shutdown,
+        );
+        let director_task = tracker.spawn(director.run());
+        hooks.instances(&config.global.execute, InstanceCommand::Start);
+        let (tx, rx) = mpsc::channel(8);
+        let handle = AgentHandle {
+            tx,
+            director: director_handle.clone(),
+        };
+        let watch = FileWatch::new(&config.path);
+        let state = AgentLoop {
+            config,
+            settings,
+            director: director_handle,
+            hooks,
+            alerts,
+            watch,
+        };
+        let task = tokio::spawn(state.run(rx, shutdown, tracker, director_task));
+        Agent { handle, task }
+    }
+
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until the agent has stopped.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+struct AgentLoop {
+    config: Config,
+    settings: AgentSettings,
+    director: DirectorHandle,
+    hooks: Hooks,
+    alerts: Alerts,
+    watch: FileWatch,
+}
+
+impl AgentLoop {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<AgentRequest>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        director_task: JoinHandle<()>,
+    ) {
+        let mut poll = tokio::time::interval(self.settings.file_poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await;
+        let stopped_by: Option<(String, oneshot::Sender<()>)> = loop {
+            tokio::select! {
+                request = rx.recv() => match request {
+                    Some(AgentRequest::Reload(done)) => {
+                        self.settings.logger.log("Reloading xdirectord daemon config on signal");
+                        let ok = self.reload().await;
+                        let _ = done.send(ok);
+                    }
+                    Some(AgentRequest::Stop(signal, done)) => break Some((signal, done)),
+                    None => break None,
+                },
+                _ = poll.tick() => self.check_file().await,
+            }
+        };
+        // ldirectord's ld_process_term: the instances first, then the data plane.
+        self.hooks
+            .instances(&self.config.global.execute, InstanceCommand::Stop);
+        self.hooks.flush().await;
+        self.director.stop().await;
+        let _ = director_task.await;
+        self.alerts.flush().await;
+        self.hooks.flush().await;
+        if let Some((signal, _)) = &stopped_by {
+            self.settings
+                .logger
+                .log(format!("xdirectord daemon terminated on signal: {signal}"));
+        }
+        shutdown.cancel();
+        drop(self);
+        tracker.close();
+        tracker.wait().await;
+        if let Some((_, done)) = stopped_by {
+            let _ = done.send(());
+        }
+    }
+
+    /// A reload: the file again, and if it is good, the new configuration in force.
+    async fn reload(&mut self) -> bool {
+        let config = match reread(&self.config, &self.settings.overrides) {
+            Ok(config) => config,
+            Err(e) => {
+                // ldirectord logs the error and keeps the configuration it runs.
+                for line in e.render(std::process::id()).lines() {
+                    self.settings.logger.log(line);
+                }
+                return false;
+            }
+        };
+        for warning in &config.warnings {
+            self.settings
+                .logger
+                .log(warning.render(std::process::id(), &config.path));
+        }
+        self.note_restart_only_changes(&config);
+        let (old, new) = (&self.config.global.execute, &config.global.execute);
+        let stop: Vec<String> = old.iter().filter(|c| !new.contains(c)).cloned().collect();
+        let keep: Vec<String> = new.iter().filter(|c| old.contains(c)).cloned().collect();
+        let start: Vec<String> = new.iter().filter(|c| !old.contains(c)).cloned().collect();
+        self.hooks.instances(&stop, InstanceCommand::Stop);
+        self.hooks.instances(&keep, InstanceCommand::ReloadOrStart);
+        self.hooks.instances(&start, InstanceCommand::Start);
+        self.settings
+            .logger
+            .set_sink(LogSink::for_config(&config, self.settings.debug));
+        self.director.reload(config.clone()).await;
+        self.config = config;
+        true
+    }
+
+    /// The data plane is opened once, at start: say so when a reload asks for another.
+    fn note_restart_only_changes(&self, new: &Config) {
+        let o = &self.settings.overrides;
+        let (old, logger) = (&self.config, &self.settings.logger);
+        if o.backend(old) != o.backend(new) || o.interfaces(old) != o.interfaces(new) {
+            logger.log("backend or interface changed: the change takes effect when xdirectord is restarted");
+        }
+        if old.global.xdpmode != new.global.xdpmode {
+            logger.log("xdpmode changed: the change takes effect when xdirectord is restarted");
+        }
+        let keys = |c: &Config| {
+            c.virtuals
+                .iter()
+                .map(|v| (service_key(v), v.interfaces.clone()))
+                .collect::<Vec<_>>()
+        };
+        if keys(old)
+            .iter()
+            .any(|(k, i)| keys(new).iter().any(|(k2, i2)| k == k2 && i != i2))
+        {
+            logger.log("interface of a virtual service changed: the change takes effect when xdirectord is restarted");
+        }
+    }
+
+    /// ldirectord's `check_cfgfile`: when the file's mtime changes and its content with it,
+    /// reload (`autoreload = yes`) or say it is ignored, then run `callback`.
+    async fn check_file(&mut self) {
+        let path = self.config.path.clone();
+        let changed = match self.watch.changed() {
+            Ok(changed) => changed,
+            Err(()) => {
+                self.settings.logger.log(format!(
+                    "Warning [{}]: can not open file {} for checking",
+                    std::process::id(),
+                    path.display()
+                ));
+                return;
+            }
+        };
+        if !changed {
+            return;
+        }
+        let logger = self.settings.logger.clone();
+        logger.log(format!(
+            "Configuration file '{}' has changed on disk",
+            path.display()
+        ));
+        if self.config.global.autoreload {
+            logger.log(" - reread new configuration");
+            self.reload().await;
+        } else {
+            logger.log(" - ignore new configuration");
+        }
+        if let Some(callback) = &self.config.global.callback
+            && is_executable(Path::new(callback))
+        {
+            self.hooks.shell(format!("{callback} {}", path.display()));
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The configuration file as last seen: its mtime, and its content once the mtime moves.
+struct FileWatch {
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+    content: Option<Vec<u8>>,
+}
+
+impl FileWatch {
+    fn new(path: &Path) -> FileWatch {
+        FileWatch {
+            path: path.to_path_buf(),
+            mtime: std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+            content: std::fs::read(path).ok(),
+        }
+    }
+
+    /// True when the mtime and the content both changed since the last look; `Err` when the
+    /// file cannot be read.
+    fn changed(&mut self) -> Result<bool, ()> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime == self.mtime {
+            return Ok(false);
+        }
+        self.mtime = mtime;
+        let content = std::fs::read(&self.path).map_err(|_| ())?;
+        let changed = self.content.as_ref().is_some_and(|c| *c != content);
+        self.content = Some(content);
+        Ok(changed)
+    }
+}
+
+/// The `-t` check: lb-config's, then [`preflight`]; prints to `out` as lb-config does and
+/// returns the exit status (0 valid, 2 invalid, 1 not found).
+pub fn check_config(
+    arg: Option<&OsStr>,
+    overrides: &BackendOverrides,
+    out: &mut dyn std::io::Write,
+) -> i32 {
+    let pid = std::process::id();
+    let (text, status) = match lb_config::find_and_load(arg) {
+        Ok(config) => match preflight(&config, overrides) {
+            Ok(()) => (
+                config
+                    .warnings
+                    .iter()
+                    .map(|w| w.render(pid, &config.path))
+                    .collect(),
+                0,
+            ),
+            Err(e) => (e.render(pid), e.exit_code()),
+        },
+        Err(e) => (e.render(pid), e.exit_code()),
+    };
+    // Nothing sensible is left to do if the output is gone; the status still tells.
+    let _ = out.write_all(String::as_bytes(&text));
+    status
+}

@@ -1,0 +1,326 @@
+//! The director: check verdicts and configurations in, the desired table out to the backend.
+//!
+//! ```text
+//! HealthRunner --CheckResult--> Director --DesiredTable--> Backend::apply
+//! Agent --reload(Config) / stop-->
+//! ```
+//!
+//! The decisions are in [`core`] (pure, unit-tested); this module is the event loop around it:
+//! it feeds check results in, applies the table the moment it changes (a burst of results that
+//! is already waiting is applied as one table, nothing is delayed on purpose), and hands log
+//! lines, alerts, hook commands and monitor lines to their writers.
+
+pub mod checks;
+pub mod core;
+pub mod desired;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use lb_config::Config;
+use lb_health::{CheckResult, HealthRunner, RunnerConfig};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use self::core::{Core, DaemonStatus, Effects, Mail, MonitorRecord, fallback_command_line};
+pub use self::desired::RealKey;
+pub use self::state::{Health, RealState, Verdict};
+use crate::alert::Alerts;
+use crate::backend::Backend;
+use crate::hooks::Hooks;
+use crate::log::{Logger, append_monitor, localtime_now, monitor_line};
+use crate::table::DesiredTable;
+
+/// How many check results are taken in one go before the table is applied: enough for a
+/// mass failure of 10,000 reals to cost a handful of applies, few enough that the loop stays
+/// responsive to reloads and stops.
+const RESULT_BATCH: usize = 4096;
+
+/// After a failed apply, the next attempt.
+const APPLY_RETRY: Duration = Duration::from_secs(1);
+
+/// What the director needs besides the configuration and the backend.
+pub struct DirectorSettings {
+    pub logger: Logger,
+    pub runner: RunnerConfig,
+    pub alerts: Alerts,
+    pub hooks: Hooks,
+}
+
+/// Counters since the director started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectorStats {
+    /// Check results received.
+    pub results: u64,
+    /// Tables applied successfully.
+    pub applies: u64,
+    /// Applies that failed (each is retried).
+    pub apply_errors: u64,
+}
+
+/// The director's state, for tests and diagnostics.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub table: DesiredTable,
+    pub reals: Vec<(RealKey, RealState)>,
+    pub started: bool,
+    pub stats: DirectorStats,
+    /// Distinct checks lb-health runs.
+    pub checks: usize,
+}
+
+enum Request {
+    Reload(Box<Config>, oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// Talks to a running [`Director`]; cheap to clone.
+#[derive(Clone)]
+pub struct DirectorHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl DirectorHandle {
+    /// Replaces the configuration (already read and checked) and waits until it is in force.
+    pub async fn reload(&self, config: Config) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Request::Reload(Box::new(config), done))
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+
+    /// Stops the director (cleanstop applied) and waits until it has.
+    pub async fn stop(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// `None` once the director has stopped.
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Snapshot(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The event loop. Create with [`Director::new`], run with [`Director::run`].
+pub struct Director {
+    core: Core,
+    backend: Box<dyn Backend>,
+    runner: HealthRunner<RealKey>,
+    results: mpsc::Receiver<CheckResult<RealKey>>,
+    requests: mpsc::Receiver<Request>,
+    settings: DirectorSettings,
+    stats: DirectorStats,
+    start_deadline: Duration,
+    /// When to try again after a failed apply.
+    retry: Option<Instant>,
+    shutdown: CancellationToken,
+}
+
+impl Director {
+    /// A director for `config` that drives `backend`. Must be called within a tokio runtime.
+    /// Cancelling `shutdown` ends the loop without touching the data plane; a clean stop is
+    /// [`DirectorHandle::stop`].
+    pub fn new(
+        config: Config,
+        backend: Box<dyn Backend>,
+        settings: DirectorSettings,
+        shutdown: &CancellationToken,
+    ) -> (Director, DirectorHandle) {
+        let checks = config.virtuals.iter().map(|v| v.reals.len()).sum::<usize>();
+        // Room for one round of every check, so the runner rarely waits on us.
+        let (results_tx, results) = mpsc::channel(checks.clamp(1024, 65536));
+        let (tx, requests) = mpsc::channel(16);
+        let runner = HealthRunner::new(results_tx, settings.runner.clone(), shutdown);
+        let start_deadline = core::start_deadline(&config, settings.runner.jitter.first_spread_max);
+        let director = Director {
+            core: Core::new(config),
+            backend,
+            runner,
+            results,
+            requests,
+            settings,
+            stats: DirectorStats::default(),
+            start_deadline,
+            retry: None,
+            shutdown: shutdown.clone(),
+        };
+        (director, DirectorHandle { tx })
+    }
+
+    /// Runs until stopped (through a handle, or when every handle is gone) or cancelled.
+    pub async fn run(mut self) {
+        self.replace_checks();
+        let fx = self.core.commit(std::time::Instant::now());
+        self.perform(fx);
+        let start_deadline = Instant::now() + self.start_deadline;
+        let mut resend = tokio::time::interval(Duration::from_secs(1));
+        resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let retry_at = self.retry.unwrap_or_else(Instant::now);
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                request = self.requests.recv() => match request {
+                    Some(Request::Reload(config, done)) => {
+                        self.reload(*config);
+                        let _ = done.send(());
+                    }
+                    Some(Request::Snapshot(tx)) => {
+                        let _ = tx.send(self.snapshot());
+                    }
+                    Some(Request::Stop(done)) => {
+                        self.stop();
+                        self.runner.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.stop();
+                        break;
+                    }
+                },
+                Some(result) = self.results.recv() => {
+                    self.observe(result);
+                    // Whatever else is already waiting goes into the same table.
+                    for _ in 1..RESULT_BATCH {
+                        match self.results.try_recv() {
+                            Ok(result) => self.observe(result),
+                            Err(_) => break,
+                        }
+                    }
+                    let fx = self.core.commit(std::time::Instant::now());
+                    self.perform(fx);
+                }
+                () = tokio::time::sleep_until(start_deadline), if !self.core.started() => {
+                    let fx = self.core.finish_start(std::time::Instant::now());
+                    self.perform(fx);
+                }
+                () = tokio::time::sleep_until(retry_at), if self.retry.is_some() => {
+                    self.retry = None;
+                    self.apply();
+                }
+                _ = resend.tick() => {
+                    let fx = self.core.resend(std::time::Instant::now());
+                    self.perform(fx);
+                }
+            }
+        }
+        self.runner.shutdown().await;
+    }
+
+    fn observe(&mut self, result: CheckResult<RealKey>) {
+        self.stats.results += 1;
+        let verdict = match (result.up, result.maintenance) {
+            (_, true) => Verdict::Maintenance,
+            (true, false) => Verdict::Up,
+            (false, false) => Verdict::Down,
+        };
+        let fx = self.core.observe(&result.key, verdict, &result.reason);
+        self.perform(fx);
+    }
+
+    fn replace_checks(&mut self) {
+        let reload = self.runner.replace(checks::specs(self.core.config()));
+        for (key, error) in reload.rejected {
+            let fx = self.core.refuse(&key, &error.to_string());
+            self.perform(fx);
+        }
+    }
+
+    fn reload(&mut self, config: Config) {
+        let fx = self.core.reload(config, std::time::Instant::now());
+        self.perform(fx);
+        self.replace_checks();
+        let fx = self.core.commit(std::time::Instant::now());
+        self.perform(fx);
+    }
+
+    fn stop(&mut self) {
+        let (fx, table) = self.core.stop(std::time::Instant::now());
+        if let Some(table) = table
+            && let Err(e) = self.backend.apply(&table)
+        {
+            self.settings
+                .logger
+                .log(format!("Failed to clean the data plane on stop: {e}"));
+        }
+        let mut fx = fx;
+        // Already applied (or deliberately not); only the messages remain.
+        fx.table_changed = false;
+        self.perform(fx);
+    }
+
+    /// Carries out what the core decided: the table first, so that a real that failed is out
+    /// of the data plane before anything is written about it.
+    fn perform(&mut self, fx: Effects) {
+        if fx.table_changed {
+            self.apply();
+        }
+        for line in &fx.lines {
+            self.settings.logger.log(line);
+        }
+        for mail in fx.mails {
+            self.settings.alerts.send(mail);
+        }
+        for command in fx.commands {
+            self.settings.hooks.shell(command);
+        }
+        if !fx.monitor.is_empty() {
+            let (now, pid) = (localtime_now(), std::process::id());
+            for record in fx.monitor {
+                let line = monitor_line(&now, pid, &record.real_id, record.up, &record.reason);
+                if let Err(e) = append_monitor(&record.path, &line) {
+                    self.settings.logger.log(format!(
+                        "Error writing to monitorfile '{}': {e}",
+                        record.path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self) {
+        if !self.core.started() {
+            return;
+        }
+        match self.backend.apply(self.core.table()) {
+            Ok(()) => {
+                self.stats.applies += 1;
+                self.retry = None;
+            }
+            Err(e) => {
+                self.stats.apply_errors += 1;
+                self.settings
+                    .logger
+                    .log(format!("Failed to apply the table to the data plane: {e}"));
+                self.retry = Some(Instant::now() + APPLY_RETRY);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut reals: Vec<(RealKey, RealState)> =
+            self.core.reals().iter().map(|(k, s)| (*k, *s)).collect();
+        reals.sort_by_key(|(k, _)| *k);
+        Snapshot {
+            table: self.core.table().clone(),
+            reals,
+            started: self.core.started(),
+            stats: self.stats,
+            checks: self.runner.len(),
+        }
+    }
+}
