@@ -130,6 +130,9 @@ pub struct AgentSettings {
     pub overrides: BackendOverrides,
     /// How often the configuration file is looked at (`autoreload`, `callback`).
     pub file_poll: Duration,
+    /// Whether a reload moves the log to where the new file's `logfile` (or `supervised`)
+    /// says, as the binary does; a caller that gave its own logger keeps it.
+    pub log_follows_config: bool,
     /// `-d`: kept across reloads when the log sink is chosen again.
     pub debug: bool,
 }
@@ -144,6 +147,7 @@ impl AgentSettings {
                 .unwrap_or_else(|_| PathBuf::from("/usr/sbin/xdirectord")),
             overrides: BackendOverrides::default(),
             file_poll: Duration::from_secs(1),
+            log_follows_config: false,
             debug: false,
         }
     }
@@ -325,9 +329,10 @@ impl AgentLoop {
         self.hooks.instances(&stop, InstanceCommand::Stop);
         self.hooks.instances(&keep, InstanceCommand::ReloadOrStart);
         self.hooks.instances(&start, InstanceCommand::Start);
-        self.settings
-            .logger
-            .set_sink(LogSink::for_config(&config, self.settings.debug));
+        if self.settings.log_follows_config {
+            let sink = LogSink::for_config(&config, self.settings.debug);
+            self.settings.logger.set_sink(sink);
+        }
         self.director.reload(config.clone()).await;
         self.config = config;
         true

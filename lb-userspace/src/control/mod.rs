@@ -238,6 +238,7 @@ fn serve(config: Config, args: &InstanceArgs, logger: Logger, ready: Option<Read
         settings.overrides = args.overrides.clone();
         settings.program = program();
         settings.debug = debug;
+        settings.log_follows_config = true;
         let agent = Agent::start(config, backend, settings);
         if let Some(ready) = ready {
             ready.ok();

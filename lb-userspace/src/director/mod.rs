@@ -59,6 +59,11 @@ pub struct DirectorStats {
     pub applies: u64,
     /// Applies that failed (each is retried).
     pub apply_errors: u64,
+    /// lb-health checks left running, started and stopped by configurations put in force
+    /// (the first one included).
+    pub checks_kept: u64,
+    pub checks_started: u64,
+    pub checks_stopped: u64,
 }
 
 /// The director's state, for tests and diagnostics.
@@ -234,6 +239,9 @@ impl Director {
 
     fn replace_checks(&mut self) {
         let reload = self.runner.replace(checks::specs(self.core.config()));
+        self.stats.checks_kept += reload.kept as u64;
+        self.stats.checks_started += reload.started as u64;
+        self.stats.checks_stopped += reload.stopped as u64;
         for (key, error) in reload.rejected {
             let fx = self.core.refuse(&key, &error.to_string());
             self.perform(fx);

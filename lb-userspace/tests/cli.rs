@@ -1,0 +1,348 @@
+//! The xdirectord binary's command line without a running daemon: exit codes and messages,
+//! compared with the real ldirectord's where ldirectord has the same command (its texts with
+//! "ldirectord" read as "xdirectord"), and xdirectord's own `-t`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const XDIRECTORD: &str = env!("CARGO_BIN_EXE_xdirectord");
+const LDIRECTORD: &str = "/usr/sbin/ldirectord";
+
+/// A configuration in its own directory, logging there, with a name no other test uses (the
+/// pid file is named after it).
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    name: String,
+}
+
+impl Site {
+    fn new(test: &str, body: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("xdt-cli-{test}-{}.cf", std::process::id());
+        let config = dir.path().join(&name);
+        let log = dir.path().join("log");
+        std::fs::write(&config, format!("logfile=\"{}\"\n{body}", log.display())).unwrap();
+        Site { dir, config, name }
+    }
+
+    fn good(test: &str) -> Site {
+        Site::new(
+            test,
+            "checktimeout=3\nvirtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tchecktype=connect\n",
+        )
+    }
+
+    fn arg(&self) -> &str {
+        self.config.to_str().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn pid_file(&self, program: &str) -> PathBuf {
+        PathBuf::from(format!("/var/run/{program}.{}.pid", self.name))
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for program in ["xdirectord", "ldirectord"] {
+            let _ = std::fs::remove_file(self.pid_file(program));
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        // ldirectord re-executes itself to set PERLIO; setting it saves the exec.
+        .env("PERLIO", "perlio")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn xdirectord(args: &[&str]) -> Output {
+    run(XDIRECTORD, args)
+}
+
+/// ldirectord's output as xdirectord words it: its name replaced and pids masked.
+fn as_xdirectord(text: &[u8]) -> String {
+    mask_pids(&String::from_utf8_lossy(text).replace("ldirectord", "xdirectord"))
+}
+
+fn mask_pids(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('[') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(']') {
+            out.push_str("PID");
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    mask_pids(&String::from_utf8_lossy(bytes))
+}
+
+/// Runs both with the same arguments; both exit codes, standard output and standard error
+/// must match (`compare_stdout = false` for the usage text, which names the options).
+fn same_as_ldirectord(args: &[&str], compare_stdout: bool) -> Output {
+    assert!(
+        Path::new(LDIRECTORD).exists(),
+        "{LDIRECTORD} is missing: run `cargo xtask setup`"
+    );
+    let ours = xdirectord(args);
+    let theirs = run(LDIRECTORD, args);
+    assert_eq!(
+        ours.status.code(),
+        theirs.status.code(),
+        "exit status of {args:?}"
+    );
+    assert_eq!(
+        text(&ours.stderr),
+        as_xdirectord(&theirs.stderr),
+        "standard error of {args:?}"
+    );
+    if compare_stdout {
+        assert_eq!(
+            text(&ours.stdout),
+            as_xdirectord(&theirs.stdout),
+            "standard output of {args:?}"
+        );
+    }
+    ours
+}
+
+#[test]
+fn status_of_a_stopped_instance_is_3() {
+    let site = Site::good("status");
+    let out = same_as_ldirectord(&[site.arg(), "status"], true);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("xdirectord is stopped for {}\n", site.arg())
+    );
+    assert!(
+        site.log()
+            .contains("Exiting with exit_status 3: Exiting from xdirectord status"),
+        "{}",
+        site.log()
+    );
+}
+
+#[test]
+fn a_stale_pid_file_is_status_1() {
+    let site = Site::good("stale");
+    // A live process that is not xdirectord (nor ldirectord).
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    for program in ["xdirectord", "ldirectord"] {
+        std::fs::write(site.pid_file(program), format!("{}\n", sleeper.id())).unwrap();
+    }
+    let out = same_as_ldirectord(&[site.arg(), "status"], true);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "xdirectord stale pid file {} for {}\n",
+            site.pid_file("xdirectord").display(),
+            site.arg()
+        )
+    );
+    // A pid that names no process at all is stale too.
+    std::fs::write(site.pid_file("xdirectord"), "999999999\n").unwrap();
+    assert_eq!(xdirectord(&[site.arg(), "status"]).status.code(), Some(1));
+}
+
+#[test]
+fn reload_of_a_stopped_instance_is_1_and_logged() {
+    let site = Site::good("reload");
+    let out = same_as_ldirectord(&[site.arg(), "reload"], true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    let log = site.log();
+    assert!(
+        log.contains(&format!("] xdirectord is stopped for {}\n", site.arg())),
+        "{log}"
+    );
+    assert!(
+        log.contains("Exiting with exit_status 1: Exiting from xdirectord reload"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("|{}|", site.name)),
+        "file lines carry the configuration's name: {log}"
+    );
+    assert_eq!(
+        same_as_ldirectord(&[site.arg(), "force-reload"], true)
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn stop_and_try_restart_of_a_stopped_instance_are_0() {
+    let site = Site::good("stop");
+    assert_eq!(
+        same_as_ldirectord(&[site.arg(), "stop"], true)
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        same_as_ldirectord(&[site.arg(), "try-restart"], true)
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_missing_configuration_is_1() {
+    let out = same_as_ldirectord(&["xdt-cli-no-such-file.cf", "status"], true);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Config file xdt-cli-no-such-file.cf not found\n"
+    );
+}
+
+#[test]
+fn a_bad_configuration_is_2_for_every_command() {
+    let site = Site::new("bad", "quiescent=maybe\n");
+    for command in ["status", "start", "stop", "reload"] {
+        let out = same_as_ldirectord(&[site.arg(), command], true);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "Error [PID] reading file {} at line 2: quiescent must be 'yes' or 'no'\n",
+                site.arg()
+            )
+        );
+    }
+    assert!(!site.pid_file("xdirectord").exists());
+}
+
+#[test]
+fn unknown_commands_and_options_are_usage_255() {
+    let site = Site::good("usage");
+    for args in [
+        vec![site.arg(), "bogus"],
+        vec![],
+        vec!["-x", "status"],
+        vec!["status", site.arg()],
+    ] {
+        let out = same_as_ldirectord(&args, false);
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("Usage:\n    xdirectord "),
+            "{args:?}"
+        );
+    }
+    let out = xdirectord(&["--backend", "dpdk", "status"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Value \"dpdk\" invalid for option backend (xdp or ipvs)\n"
+    );
+}
+
+#[test]
+fn version_and_help_are_0() {
+    let out = xdirectord(&["-v"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("xdirectord v{}\n", env!("CARGO_PKG_VERSION")))
+    );
+    let out = xdirectord(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--interface IF[,IF...]"));
+}
+
+#[test]
+fn dash_t_checks_the_file() {
+    let site = Site::good("t-good");
+    let out = xdirectord(&["-t", site.arg()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+
+    let bad = Site::new("t-bad", "quiescent=maybe\n");
+    let out = xdirectord(&["-t", bad.arg()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "Error [PID] reading file {} at line 2: quiescent must be 'yes' or 'no'\n",
+            bad.arg()
+        )
+    );
+
+    let out = xdirectord(&["-t", "xdt-cli-no-such-file.cf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Config file xdt-cli-no-such-file.cf not found\n"
+    );
+}
+
+#[test]
+fn checks_xdirectord_cannot_run_are_refused_by_dash_t_and_at_start() {
+    let site = Site::new(
+        "ftp",
+        "virtual=192.0.2.1:21\n\treal=192.0.2.11:21 gate\n\tservice=ftp\n",
+    );
+    let expected = format!(
+        "Error [PID] reading file {} at line 2: virtual service tcp:192.0.2.1:21: \
+         service ftp is not supported by negotiate checks yet\n",
+        site.arg()
+    );
+    let out = xdirectord(&["-t", site.arg()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr), expected);
+    let out = xdirectord(&[site.arg(), "start"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr), expected);
+    assert!(!site.pid_file("xdirectord").exists());
+    // Status is not refused: it must work for a daemon started before the file changed.
+    assert_eq!(xdirectord(&[site.arg(), "status"]).status.code(), Some(3));
+}
+
+#[test]
+fn warnings_are_printed_for_every_command() {
+    let site = Site::new(
+        "warn",
+        "checkcount=2\nvirtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n",
+    );
+    let out = same_as_ldirectord(&[site.arg(), "status"], true);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).starts_with("Warning [PID] reading file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = xdirectord(&["-t", site.arg()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("checkcount option is deprecated"),
+        "{}",
+        text(&out.stderr)
+    );
+}
