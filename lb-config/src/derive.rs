@@ -75,7 +75,14 @@ fn virtual_service(
         persistent: b.persistent,
         netmask: b.netmask,
         schedflags: b.schedflags.clone(),
-        ops: b.ops,
+        ops: b.ops
+            && matches!(
+                v.address,
+                VirtualAddress::Socket {
+                    protocol: Protocol::Udp,
+                    ..
+                }
+            ),
         reals,
         fallback,
         check,

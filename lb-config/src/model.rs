@@ -279,7 +279,7 @@ pub struct VirtualService {
     pub netmask: Option<Netmask>,
     /// `schedflags`, passed to IPVS as `ipvsadm -b` would.
     pub schedflags: Option<String>,
-    /// `ops` (one-packet scheduling); ldirectord applies it to UDP services only.
+    /// `ops = yes` (one-packet scheduling) on a UDP service; ldirectord ignores it on others.
     pub ops: bool,
     /// After range expansion, in file order.
     pub reals: Vec<Real>,

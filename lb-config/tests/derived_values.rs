@@ -516,6 +516,10 @@ fn block_values() {
         }
     ));
     assert!(v.ops);
+    assert!(
+        !one(&format!("{V}\tops=yes\n")).ops,
+        "ldirectord applies ops to UDP only"
+    );
     assert_eq!(v.check.httpmethod, HttpMethod::Head);
     assert_eq!(v.check.virtualhost.as_deref(), Some("www.example.org"));
     assert_eq!(v.check.load.as_deref(), Some("cpu"));
