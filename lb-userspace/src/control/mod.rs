@@ -166,11 +166,8 @@ fn program() -> std::path::PathBuf {
 fn start(config: Config, args: &InstanceArgs, logger: Logger) -> i32 {
     let debug = args.debug;
     if debug || config.global.supervised {
-        logger.log(format!(
-            "Starting {VERSION_STR} with pid: {}",
-            std::process::id()
-        ));
-        return serve(config, args, logger, None);
+        let starting = format!("Starting {VERSION_STR} with pid: {}", std::process::id());
+        return serve(config, args, logger, Start::Foreground(starting));
     }
     logger.log(format!("Starting {VERSION_STR} as daemon"));
     let pidfile = PidFile::for_config(&config.name);
@@ -195,16 +192,29 @@ fn start(config: Config, args: &InstanceArgs, logger: Logger) -> i32 {
                 pidfile.remove();
                 return exit(&logger, debug, 1, "Initialisation Error");
             }
-            let status = serve(config, args, logger, Some(ready));
+            let status = serve(config, args, logger, Start::Daemon(ready));
             pidfile.remove();
             status
         }
     }
 }
 
-/// Runs the agent until a stop signal; `ready` is told how the start went.
-fn serve(config: Config, args: &InstanceArgs, logger: Logger, ready: Option<Ready>) -> i32 {
+/// How the agent was started.
+enum Start {
+    /// Daemonised: the waiting command is told how the start went.
+    Daemon(Ready),
+    /// `-d` or `supervised`: this line is logged once signals are handled, so that whoever
+    /// waits for it can signal the process safely.
+    Foreground(String),
+}
+
+/// Runs the agent until a stop signal.
+fn serve(config: Config, args: &InstanceArgs, logger: Logger, start: Start) -> i32 {
     let debug = args.debug;
+    let (ready, starting) = match start {
+        Start::Daemon(ready) => (Some(ready), None),
+        Start::Foreground(line) => (None, Some(line)),
+    };
     let fail = |ready: Option<Ready>, message: &str| {
         logger.log(message);
         if let Some(ready) = ready {
@@ -226,6 +236,9 @@ fn serve(config: Config, args: &InstanceArgs, logger: Logger, ready: Option<Read
             Ok(signals) => signals,
             Err(e) => return fail(ready, &format!("Can not install signal handlers: {e}")),
         };
+        if let Some(line) = starting {
+            logger.log(line);
+        }
         TracingBridge::new(logger.clone()).install();
         if let Err(e) = lb_health::raise_nofile_limit() {
             logger.log(format!("Can not raise the open file limit: {e}"));
