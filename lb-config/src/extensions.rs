@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-use crate::block::split_commas;
 use crate::diagnostics::Diagnostic;
 use crate::model::{BackendKind, XdpMode};
+use crate::validate::split_commas;
 use crate::value::{is_space, text, trim_space};
 
 fn ours(line: usize, message: impl Into<String>) -> Diagnostic {

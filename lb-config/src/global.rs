@@ -1,13 +1,13 @@
 //! Global directives: ldirectord's chain of patterns for lines outside virtual blocks, on
 //! the raw line (no comment stripping, trailing blanks kept).
 
-use crate::block::{checkcount_deprecated, parse_emailalertstatus, read_emailalert, yes_no};
 use crate::diagnostics::Diagnostic;
 use crate::environment::path_from_bytes;
 use crate::extensions;
 use crate::fallback;
 use crate::model::{Family, GlobalFallback, LogTarget};
 use crate::parse::{Line, Reader};
+use crate::validate::{checkcount_deprecated, parse_emailalertstatus, read_emailalert, yes_no};
 use crate::value::{
     digits_value, directive, first_digits, perl_true, quoted_directive, text, trim_space,
 };

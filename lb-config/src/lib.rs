@@ -27,7 +27,8 @@
 //! * `global`, `block`, `real`, `fallback`, `extensions`: the directives.
 //! * `lookup`, `resolve`: ldirectord's name lookups and what happens when a block ends.
 //! * `derive`: effective values (`ld_setup`), once the whole file is read.
-//! * `value`: Perl idioms for reading values. `quirk`: warnings ldirectord never prints.
+//! * `value`: Perl idioms for reading values; `validate`: ldirectord's checks of values.
+//! * `quirk`: warnings ldirectord never prints.
 
 mod block;
 mod check;
@@ -46,6 +47,7 @@ mod real;
 mod resolve;
 mod service;
 pub mod testing;
+mod validate;
 mod value;
 
 pub use check::{
