@@ -86,19 +86,20 @@ impl<'a> Reader<'a> {
         // ldirectord's `goto outer_loop`: the line that ended a block is read again in the
         // global state, with the line counter where the block left it.
         let mut pending: Option<usize> = None;
-        // How often the pending line was read already. ldirectord reads a line at most three
-        // times (ending a block, then as a virtual twice, the second a duplicate), so a fourth
-        // ends the loop rather than spin.
-        let mut readings: (usize, u32) = (usize::MAX, 0);
+        // How often in a row that line was read again. A virtual line read again that ends its
+        // own block is read once more and fails the duplicate check, so a third time could
+        // only come from an Environment answering differently each time: stop rather than spin.
+        let mut rereads: (Option<usize>, u32) = (None, 0);
         loop {
             let index = match pending.take() {
                 Some(index) => {
-                    readings = if readings.0 == index {
-                        (index, readings.1 + 1)
+                    let count = if rereads.0 == Some(index) {
+                        rereads.1 + 1
                     } else {
-                        (index, 2)
+                        1
                     };
-                    if readings.1 > 3 {
+                    rereads = (Some(index), count);
+                    if count > 2 {
                         break;
                     }
                     index
@@ -126,9 +127,7 @@ impl<'a> Reader<'a> {
                 virtuals.push(resolved);
                 // A virtual on the very last line ends its block with no line read, so
                 // ldirectord reads the virtual line again and the duplicate check above fails
-                // on that second reading, as it does in ldirectord (an Environment answering
-                // differently each time is stopped at the third). Anything else read again is
-                // a comment.
+                // on that second reading. Anything else read again is a comment.
                 pending = end.reread;
                 continue;
             }
