@@ -51,6 +51,7 @@ mod pod {
     unsafe impl aya::Pod for FlowEntry {}
     unsafe impl aya::Pod for PersistEntry {}
     unsafe impl aya::Pod for ConnCounts {}
+    unsafe impl aya::Pod for VipFilter {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for GlobalStats {}
 }

@@ -2,6 +2,8 @@
 //!
 //! Names are at most 15 characters: the kernel's BPF_OBJ_NAME_LEN is 16 including the NUL.
 
+/// One [`crate::values::VipFilter`]: which destinations may be VIPs, checked before any lookup.
+pub const VIP_FILTER: &str = "VIP_FILTER";
 /// VIP lookup, IPv4: [`crate::keys::Vip4Key`] → [`crate::values::VipMeta`].
 pub const VIPS4: &str = "VIPS4";
 /// VIP lookup, IPv6: [`crate::keys::Vip6Key`] → [`crate::values::VipMeta`].
@@ -43,7 +45,8 @@ pub const TX_PORTS: &str = "TX_PORTS";
 pub const CLOCK: &str = "CLOCK";
 
 /// Every map, in the order the agent pins and checks them.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
+    VIP_FILTER,
     VIPS4,
     VIPS6,
     REALS,

@@ -3,6 +3,7 @@
 /// Traffic of a VIP or a real.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct TrafficStats {
     pub packets: u64,
     /// Bytes of the frames, Ethernet header included.
@@ -14,6 +15,7 @@ pub struct TrafficStats {
 /// Program-wide counters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct GlobalStats {
     /// Packets not for a VIP, passed unchanged.
     pub passed: u64,

@@ -204,7 +204,9 @@ pub struct FlowEntry {
     pub real_generation: u32,
     /// `FLOW_*`.
     pub state: u32,
-    pub _pad: u32,
+    /// [`VipMeta::index`] of the flow's virtual service: a packet of a known flow needs no VIP
+    /// lookup.
+    pub vip_index: u32,
     /// Program clock (ns) of the last packet, refreshed at most once a second.
     pub last_seen_ns: u64,
 }
@@ -218,6 +220,18 @@ pub struct PersistEntry {
     /// Program clock (ns) of the client's last new connection.
     pub last_new_ns: u64,
 }
+
+/// Which (address, port, protocol) may be a VIP: one bit per [`crate::hash::vip_filter_bit`],
+/// set for every VIP. A packet whose bit is clear is not for a VIP and passes without a hash
+/// lookup; a set bit only means "look it up".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipFilter {
+    pub bits: [u64; VIP_FILTER_WORDS],
+}
+
+/// 65536 bits: with 128 VIPs, one packet in 500 not for a VIP is looked up anyway.
+pub const VIP_FILTER_WORDS: usize = 1024;
 
 /// Connections of a real, in IPVS's sense: `active` are established TCP flows, `inactive` the
 /// others (half-open, closing, UDP).

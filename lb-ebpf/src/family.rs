@@ -13,16 +13,24 @@ use crate::{
 };
 
 pub trait Family {
+    /// An address as the packet holds it (network byte order, in words).
+    type Addr: Copy;
     type FlowKey;
     type PersistKey;
 
-    fn vip(packet: &Packet) -> Option<*const VipMeta>;
-    fn flow_key(packet: &Packet) -> Self::FlowKey;
+    /// The packet's bit in the VIP filter.
+    fn filter_bit(packet: &Packet<Self::Addr>) -> u32;
+    fn vip(packet: &Packet<Self::Addr>) -> Option<*const VipMeta>;
+    fn flow_key(packet: &Packet<Self::Addr>) -> Self::FlowKey;
     fn flow(key: &Self::FlowKey) -> Option<*mut FlowEntry>;
     fn insert_flow(key: &Self::FlowKey, entry: &FlowEntry);
     fn flow_hash(key: &Self::FlowKey) -> u32;
-    fn addr_hash(addr: &[u8; 16]) -> u32;
-    fn persist_key(packet: &Packet, mask: &[u8; 16], vip_index: u32) -> Self::PersistKey;
+    fn addr_hash(addr: &Self::Addr) -> u32;
+    fn persist_key(
+        packet: &Packet<Self::Addr>,
+        mask: &[u8; 16],
+        vip_index: u32,
+    ) -> Self::PersistKey;
     fn persist(key: &Self::PersistKey) -> Option<*mut PersistEntry>;
     fn insert_persist(key: &Self::PersistKey, entry: &PersistEntry);
 }
@@ -31,34 +39,49 @@ pub struct V4;
 pub struct V6;
 
 #[inline(always)]
-fn addr4(a: &[u8; 16]) -> [u8; 4] {
-    [a[0], a[1], a[2], a[3]]
+fn bytes16(words: [u32; 4]) -> [u8; 16] {
+    // SAFETY: same size, every bit pattern valid.
+    unsafe { core::mem::transmute(words) }
+}
+
+#[inline(always)]
+fn mask_word(mask: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([
+        mask[i * 4],
+        mask[i * 4 + 1],
+        mask[i * 4 + 2],
+        mask[i * 4 + 3],
+    ])
 }
 
 impl Family for V4 {
+    type Addr = u32;
     type FlowKey = Flow4Key;
     type PersistKey = Persist4Key;
 
     #[inline(always)]
-    fn vip(p: &Packet) -> Option<*const VipMeta> {
+    fn filter_bit(p: &Packet<u32>) -> u32 {
+        hash::vip_filter_bit(&[p.dst], p.dport, p.proto)
+    }
+
+    #[inline(always)]
+    fn vip(p: &Packet<u32>) -> Option<*const VipMeta> {
         let key = Vip4Key {
-            addr: addr4(&p.dst),
+            addr: p.dst.to_ne_bytes(),
             port: p.dport,
-            proto: p.proto,
-            _pad: 0,
+            proto: p.proto as u16,
         };
         VIPS4.get_ptr(key)
     }
 
     #[inline(always)]
-    fn flow_key(p: &Packet) -> Flow4Key {
+    fn flow_key(p: &Packet<u32>) -> Flow4Key {
         Flow4Key {
-            src: addr4(&p.src),
-            dst: addr4(&p.dst),
+            src: p.src.to_ne_bytes(),
+            dst: p.dst.to_ne_bytes(),
             sport: p.sport,
             dport: p.dport,
-            proto: p.proto,
-            _pad: [0; 3],
+            proto: p.proto as u32,
         }
     }
 
@@ -80,19 +103,14 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn addr_hash(addr: &[u8; 16]) -> u32 {
-        hash::addr4(addr4(addr))
+    fn addr_hash(addr: &u32) -> u32 {
+        hash::addr4(addr.to_ne_bytes())
     }
 
     #[inline(always)]
-    fn persist_key(p: &Packet, mask: &[u8; 16], vip_index: u32) -> Persist4Key {
+    fn persist_key(p: &Packet<u32>, mask: &[u8; 16], vip_index: u32) -> Persist4Key {
         Persist4Key {
-            client: [
-                p.src[0] & mask[0],
-                p.src[1] & mask[1],
-                p.src[2] & mask[2],
-                p.src[3] & mask[3],
-            ],
+            client: (p.src & mask_word(mask, 0)).to_ne_bytes(),
             vip_index,
         }
     }
@@ -109,29 +127,33 @@ impl Family for V4 {
 }
 
 impl Family for V6 {
+    type Addr = [u32; 4];
     type FlowKey = Flow6Key;
     type PersistKey = Persist6Key;
 
     #[inline(always)]
-    fn vip(p: &Packet) -> Option<*const VipMeta> {
+    fn filter_bit(p: &Packet<[u32; 4]>) -> u32 {
+        hash::vip_filter_bit(&p.dst, p.dport, p.proto)
+    }
+
+    #[inline(always)]
+    fn vip(p: &Packet<[u32; 4]>) -> Option<*const VipMeta> {
         let key = Vip6Key {
-            addr: p.dst,
+            addr: bytes16(p.dst),
             port: p.dport,
-            proto: p.proto,
-            _pad: 0,
+            proto: p.proto as u16,
         };
         VIPS6.get_ptr(key)
     }
 
     #[inline(always)]
-    fn flow_key(p: &Packet) -> Flow6Key {
+    fn flow_key(p: &Packet<[u32; 4]>) -> Flow6Key {
         Flow6Key {
-            src: p.src,
-            dst: p.dst,
+            src: bytes16(p.src),
+            dst: bytes16(p.dst),
             sport: p.sport,
             dport: p.dport,
-            proto: p.proto,
-            _pad: [0; 3],
+            proto: p.proto as u32,
         }
     }
 
@@ -151,17 +173,22 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn addr_hash(addr: &[u8; 16]) -> u32 {
-        hash::addr6(addr)
+    fn addr_hash(addr: &[u32; 4]) -> u32 {
+        hash::addr6(&bytes16(*addr))
     }
 
     #[inline(always)]
-    fn persist_key(p: &Packet, mask: &[u8; 16], vip_index: u32) -> Persist6Key {
-        let mut client = [0u8; 16];
-        for i in 0..16 {
-            client[i] = p.src[i] & mask[i];
+    fn persist_key(p: &Packet<[u32; 4]>, mask: &[u8; 16], vip_index: u32) -> Persist6Key {
+        let client = [
+            p.src[0] & mask_word(mask, 0),
+            p.src[1] & mask_word(mask, 1),
+            p.src[2] & mask_word(mask, 2),
+            p.src[3] & mask_word(mask, 3),
+        ];
+        Persist6Key {
+            client: bytes16(client),
+            vip_index,
         }
-        Persist6Key { client, vip_index }
     }
 
     #[inline(always)]

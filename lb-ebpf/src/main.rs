@@ -24,13 +24,13 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
 };
 use lb_common::{
-    AF_INET, IPPROTO_TCP,
+    IPPROTO_TCP,
     values::{FLOW_CLOSING, FlowEntry, VipMeta},
 };
 
 use family::{Family, V4, V6};
-use maps::{CLOCK, REALS};
-use parse::{NotForUs, Packet, TCP_ACK, TCP_SYN};
+use maps::{CLOCK, REALS, VIP_FILTER};
+use parse::{Network, NotForUs, Packet, TCP_ACK, TCP_SYN};
 
 /// How often a flow's last-seen time is refreshed: often enough for the agent's idle timeouts,
 /// rarely enough not to write to the flow entry on every packet.
@@ -38,9 +38,13 @@ const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
 #[xdp]
 pub fn xdirectord(ctx: XdpContext) -> u32 {
-    match parse::parse(&ctx) {
-        Ok(packet) if packet.family == AF_INET => balance::<V4>(&ctx, &packet),
-        Ok(packet) => balance::<V6>(&ctx, &packet),
+    let parsed = match parse::ethernet(&ctx) {
+        Ok(Network::V4(l3)) => parse::ipv4(&ctx, l3).map(|p| balance::<V4>(&ctx, &p)),
+        Ok(Network::V6(l3)) => parse::ipv6(&ctx, l3).map(|p| balance::<V6>(&ctx, &p)),
+        Err(why) => Err(why),
+    };
+    match parsed {
+        Ok(action) => action,
         Err(why) => {
             stats::global(|s| match why {
                 NotForUs::Other => s.passed += 1,
@@ -63,32 +67,46 @@ fn now() -> u64 {
     }
 }
 
+/// Whether the VIP filter lets the packet through to the lookups.
 #[inline(always)]
-fn balance<F: Family>(ctx: &XdpContext, packet: &Packet) -> u32 {
-    let Some(meta) = F::vip(packet) else {
+fn maybe_vip(bit: u32) -> bool {
+    let Some(filter) = VIP_FILTER.get(0) else {
+        return true;
+    };
+    filter
+        .bits
+        .get((bit >> 6) as usize)
+        .is_none_or(|word| word & (1 << (bit & 63)) != 0)
+}
+
+#[inline(always)]
+fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
+    if !maybe_vip(F::filter_bit(packet)) {
         stats::global(|s| s.passed += 1);
         return xdp_action::XDP_PASS;
-    };
-    // SAFETY: VIPS maps are BPF_F_NO_PREALLOC: the element stays valid for this program run.
-    let meta: &VipMeta = unsafe { &*meta };
-    let now = now();
+    }
     let flow_key = F::flow_key(packet);
     let is_tcp = packet.proto == IPPROTO_TCP;
     let flags = packet.tcp_flags;
     let syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_ACK == 0;
 
+    // A known flow goes to its real without a VIP lookup: the flow remembers its VIP, and a real
+    // removed from it (or a VIP removed) no longer has the generation the flow remembers.
     if let Some(flow) = F::flow(&flow_key) {
         // SAFETY: used before any other operation on the flow table.
         let flow = unsafe { &mut *flow };
-        if let Some(real) = schedule::usable_real(flow.real_id, flow.real_generation, meta.index) {
+        if let Some(real) =
+            schedule::usable_real(flow.real_id, flow.real_generation, flow.vip_index)
+        {
             if !(syn && flow.state == FLOW_CLOSING) {
                 if is_tcp {
                     conns::track(flow, flags);
                 }
+                let now = now();
                 if now.wrapping_sub(flow.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
                     flow.last_seen_ns = now;
                 }
-                stats::traffic(meta.index, flow.real_id, packet.len, false);
+                stats::traffic(flow.vip_index, flow.real_id, packet.len as u64, false);
                 return forward::forward(ctx, real);
             }
             // A new connection on the tuple of a closed one: forget the old, place the new.
@@ -97,6 +115,13 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet) -> u32 {
         // Otherwise its real was removed: place the flow again.
     }
 
+    let Some(meta) = F::vip(packet) else {
+        stats::global(|s| s.passed += 1);
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: VIPS maps are BPF_F_NO_PREALLOC: the element stays valid for this program run.
+    let meta: &VipMeta = unsafe { &*meta };
+    let now = now();
     let real_id = if is_tcp && !syn {
         stats::global(|s| s.flow_miss_non_syn += 1);
         schedule::for_lost_flow::<F>(meta, packet, &flow_key, now)
@@ -116,12 +141,12 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet) -> u32 {
         real_id,
         real_generation: real.generation,
         state,
-        _pad: 0,
+        vip_index: meta.index,
         last_seen_ns: now,
     };
     F::insert_flow(&flow_key, &entry);
     conns::opened(real_id, state);
-    stats::traffic(meta.index, real_id, packet.len, true);
+    stats::traffic(meta.index, real_id, packet.len as u64, true);
     forward::forward(ctx, real)
 }
 

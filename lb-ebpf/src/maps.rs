@@ -12,13 +12,17 @@ use lb_common::{
         MAX_VIPS, PERSIST_TABLE_SIZE,
     },
     stats::{GlobalStats, TrafficStats},
-    values::{ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipMeta, WrrSeq},
+    values::{
+        ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter, VipMeta, WrrSeq,
+    },
 };
 
 const VIPS: usize = MAX_VIPS as usize;
 const REALS_N: usize = MAX_REALS as usize;
 const SLOTS: usize = MAX_SLOTS as usize;
 
+#[btf_map]
+pub static VIP_FILTER: Array<VipFilter, 1> = Array::new();
 #[btf_map]
 pub static VIPS4: HashMap<Vip4Key, VipMeta, VIPS, BPF_F_NO_PREALLOC> = HashMap::new();
 #[btf_map]

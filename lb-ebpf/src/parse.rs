@@ -3,7 +3,7 @@
 //! a [`NotForUs`] saying why, and the packet goes to the kernel unchanged.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{IPPROTO_TCP, IPPROTO_UDP};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -20,22 +20,21 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
-/// What the balancer needs of a TCP or UDP packet.
-pub struct Packet {
-    /// AF_INET or AF_INET6.
-    pub family: u8,
+/// What the balancer needs of a TCP or UDP packet. `A` is the address: a `u32` for IPv4,
+/// `[u32; 4]` for IPv6, holding the bytes as on the wire (network order), read a word at a time.
+#[derive(Clone, Copy)]
+pub struct Packet<A> {
+    pub src: A,
+    pub dst: A,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub proto: u8,
     /// TCP flags (0 for UDP).
     pub tcp_flags: u8,
-    /// Network byte order; IPv4 uses the first 4 bytes.
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
     /// Host byte order.
     pub sport: u16,
     pub dport: u16,
     /// Frame length in bytes.
-    pub len: u64,
+    pub len: u32,
 }
 
 /// Why a packet is not balanced.
@@ -48,6 +47,12 @@ pub enum NotForUs {
     Fragment,
     /// An ICMP or ICMPv6 error message.
     IcmpError,
+}
+
+/// Where the IP header starts, and which IP.
+pub enum Network {
+    V4(usize),
+    V6(usize),
 }
 
 // A one-byte check (`p + 1 > end`) becomes `p >= end` in LLVM, which the verifier does not turn
@@ -66,7 +71,17 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-pub fn parse(ctx: &XdpContext) -> Result<Packet, NotForUs> {
+/// A word of the packet as it lies in memory (the verifier allows unaligned packet reads on
+/// machines with efficient unaligned access; x86 is one).
+#[inline(always)]
+fn word(p: *const u8, at: usize) -> u32 {
+    // SAFETY: the caller checked that `at + 4` bytes are in the frame.
+    unsafe { (p.add(at) as *const u32).read_unaligned() }
+}
+
+/// The Ethernet header and up to two VLAN tags.
+#[inline(always)]
+pub fn ethernet(ctx: &XdpContext) -> Result<Network, NotForUs> {
     // SAFETY (all dereferences below): `ptr_at` has checked that the bytes lie in the frame.
     let eth = unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0)? };
     let mut ethertype = be16([eth[12], eth[13]]);
@@ -78,39 +93,34 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, NotForUs> {
             l3 += 4;
         }
     }
-    let len = (ctx.data_end() - ctx.data()) as u64;
     match ethertype {
-        ETH_P_IP => parse_ipv4(ctx, l3, len),
-        ETH_P_IPV6 => parse_ipv6(ctx, l3, len),
+        ETH_P_IP => Ok(Network::V4(l3)),
+        ETH_P_IPV6 => Ok(Network::V6(l3)),
         _ => Err(NotForUs::Other),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize, len: u64) -> Result<Packet, NotForUs> {
-    let ip = unsafe { &*ptr_at::<[u8; 20]>(ctx, l3)? };
-    let ihl = (ip[0] & 0x0f) as usize;
-    if ip[0] >> 4 != 4 || ihl < 5 {
+fn frame_len(ctx: &XdpContext) -> u32 {
+    (ctx.data_end() - ctx.data()) as u32
+}
+
+#[inline(always)]
+pub fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet<u32>, NotForUs> {
+    let ip = ptr_at::<[u8; 20]>(ctx, l3)?;
+    // SAFETY: 20 bytes checked.
+    let header = unsafe { &*ip };
+    let ihl = (header[0] & 0x0f) as usize;
+    if header[0] >> 4 != 4 || ihl < 5 {
         return Err(NotForUs::Malformed);
     }
     // More-fragments flag or a fragment offset: not the first fragment alone, can't balance.
-    if be16([ip[6], ip[7]]) & 0x3fff != 0 {
+    if be16([header[6], header[7]]) & 0x3fff != 0 {
         return Err(NotForUs::Fragment);
     }
-    let mut packet = Packet {
-        family: AF_INET,
-        proto: ip[9],
-        tcp_flags: 0,
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        len,
-    };
-    packet.src[..4].copy_from_slice(&ip[12..16]);
-    packet.dst[..4].copy_from_slice(&ip[16..20]);
+    let proto = header[9];
     let l4 = l3 + ihl * 4;
-    if packet.proto == IPPROTO_ICMP {
+    if proto == IPPROTO_ICMP {
         let icmp = unsafe { &*ptr_at::<[u8; 4]>(ctx, l4)? };
         // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
         return Err(match icmp[0] {
@@ -118,28 +128,19 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, len: u64) -> Result<Packet, NotForUs>
             _ => NotForUs::Other,
         });
     }
-    parse_l4(ctx, l4, packet)
+    let p = ip as *const u8;
+    transport(ctx, l4, proto, word(p, 12), word(p, 16))
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize, len: u64) -> Result<Packet, NotForUs> {
-    let ip = unsafe { &*ptr_at::<[u8; 40]>(ctx, l3)? };
-    if ip[0] >> 4 != 6 {
+pub fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet<[u32; 4]>, NotForUs> {
+    let ip = ptr_at::<[u8; 40]>(ctx, l3)?;
+    // SAFETY: 40 bytes checked.
+    let header = unsafe { &*ip };
+    if header[0] >> 4 != 6 {
         return Err(NotForUs::Malformed);
     }
-    let mut next = ip[6];
-    let mut packet = Packet {
-        family: AF_INET6,
-        proto: 0,
-        tcp_flags: 0,
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        len,
-    };
-    packet.src.copy_from_slice(&ip[8..24]);
-    packet.dst.copy_from_slice(&ip[24..40]);
+    let mut next = header[6];
     let mut offset = l3 + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
@@ -159,7 +160,6 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, len: u64) -> Result<Packet, NotForUs>
             _ => break,
         }
     }
-    packet.proto = next;
     if next == IPPROTO_ICMPV6 {
         let icmp = unsafe { &*ptr_at::<[u8; 4]>(ctx, offset)? };
         // Types below 128 are errors; informational ones (echo, neighbour discovery) pass.
@@ -169,24 +169,38 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, len: u64) -> Result<Packet, NotForUs>
             NotForUs::Other
         });
     }
-    parse_l4(ctx, offset, packet)
+    let p = ip as *const u8;
+    let src = [word(p, 8), word(p, 12), word(p, 16), word(p, 20)];
+    let dst = [word(p, 24), word(p, 28), word(p, 32), word(p, 36)];
+    transport(ctx, offset, next, src, dst)
 }
 
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, l4: usize, mut packet: Packet) -> Result<Packet, NotForUs> {
-    match packet.proto {
+fn transport<A>(
+    ctx: &XdpContext,
+    l4: usize,
+    proto: u8,
+    src: A,
+    dst: A,
+) -> Result<Packet<A>, NotForUs> {
+    let (ports, tcp_flags) = match proto {
         IPPROTO_TCP => {
             let tcp = unsafe { &*ptr_at::<[u8; 20]>(ctx, l4)? };
-            packet.sport = be16([tcp[0], tcp[1]]);
-            packet.dport = be16([tcp[2], tcp[3]]);
-            packet.tcp_flags = tcp[13];
+            ([tcp[0], tcp[1], tcp[2], tcp[3]], tcp[13])
         }
         IPPROTO_UDP => {
             let udp = unsafe { &*ptr_at::<[u8; 8]>(ctx, l4)? };
-            packet.sport = be16([udp[0], udp[1]]);
-            packet.dport = be16([udp[2], udp[3]]);
+            ([udp[0], udp[1], udp[2], udp[3]], 0)
         }
         _ => return Err(NotForUs::Other),
-    }
-    Ok(packet)
+    };
+    Ok(Packet {
+        src,
+        dst,
+        proto,
+        tcp_flags,
+        sport: be16([ports[0], ports[1]]),
+        dport: be16([ports[2], ports[3]]),
+        len: frame_len(ctx),
+    })
 }

@@ -70,7 +70,7 @@ fn persistent_real<F: Family>(
 #[inline(always)]
 pub fn for_new_flow<F: Family>(
     meta: &VipMeta,
-    packet: &Packet,
+    packet: &Packet<F::Addr>,
     flow: &F::FlowKey,
     now: u64,
 ) -> Option<u32> {
@@ -100,7 +100,7 @@ pub fn for_new_flow<F: Family>(
 #[inline(always)]
 pub fn for_lost_flow<F: Family>(
     meta: &VipMeta,
-    packet: &Packet,
+    packet: &Packet<F::Addr>,
     flow: &F::FlowKey,
     now: u64,
 ) -> Option<u32> {
@@ -123,7 +123,7 @@ fn fallback(meta: &VipMeta) -> Option<u32> {
 
 /// The hash that indexes the consistent-hash table: what the scheduler hashes on, or the flow.
 #[inline(always)]
-fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet, flow: &F::FlowKey) -> u32 {
+fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet<F::Addr>, flow: &F::FlowKey) -> u32 {
     if meta.scheduler == Scheduler::Sh as u32 {
         F::addr_hash(&packet.src)
     } else if meta.scheduler == Scheduler::Dh as u32 {
@@ -134,7 +134,11 @@ fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet, flow: &F::FlowKey) -> u
 }
 
 #[inline(always)]
-fn by_scheduler<F: Family>(meta: &VipMeta, packet: &Packet, flow: &F::FlowKey) -> Option<u32> {
+fn by_scheduler<F: Family>(
+    meta: &VipMeta,
+    packet: &Packet<F::Addr>,
+    flow: &F::FlowKey,
+) -> Option<u32> {
     if meta.n_live == 0 {
         return fallback(meta);
     }

@@ -20,7 +20,7 @@ use lb_common::{
     maps::{MAX_REALS, MAX_REALS_PER_VIP, MAX_VIPS},
     values::{
         FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef, Ring, Scheduler, SlotReal,
-        SlotReals, VIP_F_PERSISTENT, VipMeta, WrrSeq,
+        SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -105,13 +105,29 @@ impl VipKey {
         }
     }
 
+    /// This VIP's bit in the VIP filter.
+    fn filter_bit(&self) -> u32 {
+        let words = |b: &[u8]| -> Vec<u32> {
+            b.chunks(4)
+                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        match *self {
+            VipKey::V4(Vip4KeyOrd(a, port, proto)) => {
+                lb_common::hash::vip_filter_bit(&words(&a), port, proto)
+            }
+            VipKey::V6(Vip6KeyOrd(a, port, proto)) => {
+                lb_common::hash::vip_filter_bit(&words(&a), port, proto)
+            }
+        }
+    }
+
     fn v4(&self) -> Option<Vip4Key> {
         match *self {
             VipKey::V4(Vip4KeyOrd(addr, port, proto)) => Some(Vip4Key {
                 addr,
                 port,
-                proto,
-                _pad: 0,
+                proto: proto as u16,
             }),
             VipKey::V6(_) => None,
         }
@@ -122,8 +138,7 @@ impl VipKey {
             VipKey::V6(Vip6KeyOrd(addr, port, proto)) => Some(Vip6Key {
                 addr,
                 port,
-                proto,
-                _pad: 0,
+                proto: proto as u16,
             }),
             VipKey::V4(_) => None,
         }
@@ -284,11 +299,11 @@ impl Dataplane {
         let mut metas = Vec::new();
         for entry in self.maps.vips4.iter() {
             let (k, meta) = entry.map_err(|e| BackendError::system("reading VIPS4", e))?;
-            metas.push((VipKey::V4(Vip4KeyOrd(k.addr, k.port, k.proto)), meta));
+            metas.push((VipKey::V4(Vip4KeyOrd(k.addr, k.port, k.proto as u8)), meta));
         }
         for entry in self.maps.vips6.iter() {
             let (k, meta) = entry.map_err(|e| BackendError::system("reading VIPS6", e))?;
-            metas.push((VipKey::V6(Vip6KeyOrd(k.addr, k.port, k.proto)), meta));
+            metas.push((VipKey::V6(Vip6KeyOrd(k.addr, k.port, k.proto as u8)), meta));
         }
         let mut programmed = BTreeMap::new();
         for (key, meta) in metas {
@@ -353,6 +368,8 @@ impl Dataplane {
             .collect();
         let mut used_indexes: BTreeSet<u32> = programmed.values().map(|p| p.meta.index).collect();
 
+        // The filter lets every old and new VIP through while the VIPs change, then only the new.
+        self.write_filter(programmed.keys().chain(&wanted_keys))?;
         for (key, old) in &programmed {
             if !wanted_keys.contains(key) {
                 self.remove_vip(old)?;
@@ -379,7 +396,22 @@ impl Dataplane {
                 &mut used_indexes,
             )?;
         }
-        Ok(())
+        self.write_filter(wanted_keys.iter())
+    }
+
+    fn write_filter<'a>(
+        &mut self,
+        keys: impl Iterator<Item = &'a VipKey>,
+    ) -> Result<(), BackendError> {
+        let mut filter = zeroed_box::<VipFilter>();
+        for key in keys {
+            let bit = key.filter_bit() as usize;
+            filter.bits[bit / 64] |= 1 << (bit % 64);
+        }
+        self.maps
+            .vip_filter
+            .set(0, filter.as_ref(), 0)
+            .map_err(|e| BackendError::system("writing VIP_FILTER", e))
     }
 
     fn wanted(
@@ -537,7 +569,7 @@ impl Dataplane {
         };
         self.maps
             .slot_reals
-            .set(slot_index, &*slot, 0)
+            .set(slot_index, slot.as_ref(), 0)
             .map_err(|e| BackendError::system("writing SLOT_REALS", e))?;
 
         let weights: Vec<u32> = reals.iter().map(|(_, w)| w.effective_weight).collect();
@@ -555,7 +587,7 @@ impl Dataplane {
             ring.entries.copy_from_slice(&tables::maglev(&ring_input));
             self.maps
                 .rings
-                .set(slot_index, &*ring, 0)
+                .set(slot_index, ring.as_ref(), 0)
                 .map_err(|e| BackendError::system("writing RINGS", e))?;
         }
         let sequence = match scheduler {
@@ -568,7 +600,7 @@ impl Dataplane {
             seq.entries[..sequence.len()].copy_from_slice(&sequence);
             self.maps
                 .wrr_seqs
-                .set(slot_index, &*seq, 0)
+                .set(slot_index, seq.as_ref(), 0)
                 .map_err(|e| BackendError::system("writing WRR_SEQS", e))?;
             let cpus = aya::util::nr_cpus().map_err(|(_, e)| BackendError::system("nr_cpus", e))?;
             let zeros = aya::maps::PerCpuValues::try_from(vec![0u32; cpus])

@@ -9,13 +9,16 @@ use lb_common::{
     keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps as names,
     stats::{GlobalStats, TrafficStats},
-    values::{ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipMeta, WrrSeq},
+    values::{
+        ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter, VipMeta, WrrSeq,
+    },
 };
 
 use crate::backend::BackendError;
 
 /// Every map of the balancer.
 pub struct Maps {
+    pub vip_filter: Array<MapData, VipFilter>,
     pub vips4: HashMap<MapData, Vip4Key, VipMeta>,
     pub vips6: HashMap<MapData, Vip6Key, VipMeta>,
     pub reals: Array<MapData, RealDef>,
@@ -67,6 +70,7 @@ impl Maps {
         mut take: impl FnMut(&str) -> Result<Option<Map>, BackendError>,
     ) -> Result<Maps, BackendError> {
         Ok(Maps {
+            vip_filter: typed(names::VIP_FILTER, take(names::VIP_FILTER)?)?,
             vips4: typed(names::VIPS4, take(names::VIPS4)?)?,
             vips6: typed(names::VIPS6, take(names::VIPS6)?)?,
             reals: typed(names::REALS, take(names::REALS)?)?,
@@ -142,10 +146,11 @@ impl Maps {
 
 /// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
 /// as this build lays them out.
-fn layout() -> [(&'static str, usize, usize, u32); 18] {
+fn layout() -> [(&'static str, usize, usize, u32); 19] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
+        (VIP_FILTER, 4, size_of::<VipFilter>(), 1),
         (VIPS4, size_of::<Vip4Key>(), size_of::<VipMeta>(), MAX_VIPS),
         (VIPS6, size_of::<Vip6Key>(), size_of::<VipMeta>(), MAX_VIPS),
         (REALS, 4, size_of::<RealDef>(), MAX_REALS),

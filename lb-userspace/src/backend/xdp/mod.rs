@@ -98,13 +98,10 @@ pub fn bpffs_root() -> io::Result<PathBuf> {
         )
     };
     if mounted != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
-            format!(
-                "cannot mount bpffs on /sys/fs/bpf: {}",
-                io::Error::last_os_error()
-            ),
-        ));
+        return Err(io::Error::other(format!(
+            "cannot mount bpffs on /sys/fs/bpf: {}",
+            io::Error::last_os_error()
+        )));
     }
     Ok(host.to_path_buf())
 }

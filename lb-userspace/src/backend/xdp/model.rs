@@ -164,16 +164,14 @@ impl Model {
                 dst: d.octets(),
                 sport: p.sport,
                 dport: p.dport,
-                proto: p.proto,
-                _pad: [0; 3],
+                proto: p.proto as u32,
             }),
             _ => FlowKey::V6(Flow6Key {
                 src: addr16(p.src),
                 dst: addr16(p.dst),
                 sport: p.sport,
                 dport: p.dport,
-                proto: p.proto,
-                _pad: [0; 3],
+                proto: p.proto as u32,
             }),
         };
         let is_tcp = p.proto == IPPROTO_TCP;
