@@ -18,6 +18,7 @@
 //! * [`log`]: ldirectord's log formats (file, syslog, supervised, `-d`) and `monitorfile`.
 //! * [`alert`]: e-mail alerts over SMTP or sendmail.
 //! * [`hooks`]: `fallbackcommand`, `callback` and `execute` commands, run in order.
+//! * [`show`]: `xdirectord show`, the live table read from the pinned maps.
 pub mod alert;
 pub mod backend;
 pub mod cli;
@@ -27,4 +28,5 @@ pub mod director;
 pub mod hooks;
 pub mod log;
 pub mod objects;
+pub mod show;
 pub mod table;
