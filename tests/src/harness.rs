@@ -81,8 +81,14 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A harness in a new private namespace for the calling thread.
     pub fn new() -> Harness {
         private_netns();
+        Harness::new_in_current_netns()
+    }
+
+    /// A harness in the calling thread's namespace as it is.
+    pub fn new_in_current_netns() -> Harness {
         let (ebpf, dataplane) = load_unattached().expect("loading the balancer");
         Harness {
             ebpf,
@@ -96,7 +102,7 @@ impl Harness {
         self.dataplane.apply(table, &mut self.paths).expect("apply");
     }
 
-    fn program(&self) -> &Xdp {
+    pub fn program(&self) -> &Xdp {
         self.ebpf
             .program(objects::BALANCER_PROGRAM)
             .expect("program")

@@ -3,5 +3,7 @@
 //! # Layout
 //! * [`packet`]: building test frames.
 //! * [`harness`]: running the real XDP program on them through BPF_PROG_TEST_RUN.
+//! * [`netns`]: named network namespaces, per-thread setns, raw packet sockets.
 pub mod harness;
+pub mod netns;
 pub mod packet;

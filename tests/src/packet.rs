@@ -176,7 +176,7 @@ impl Frame {
 
     fn ipv4(&self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
         let mut options = self.ip_options.clone();
-        while options.len() % 4 != 0 {
+        while !options.len().is_multiple_of(4) {
             options.push(0);
         }
         let header_len = 20 + options.len();

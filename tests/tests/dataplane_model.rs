@@ -150,7 +150,7 @@ fn mutate(rng: &mut Rng, t: &mut DesiredTable) {
             if rng.below(2) == 0 {
                 s.fallback = s.fallback.is_none().then(|| real(pool[0], 1));
             } else {
-                s.persistence = s.persistence.is_none().then(|| Persistence {
+                s.persistence = s.persistence.is_none().then_some(Persistence {
                     timeout_secs: 2,
                     prefix_len: 24,
                 });
