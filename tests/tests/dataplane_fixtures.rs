@@ -1240,3 +1240,71 @@ fn counters_per_vip_and_per_real() {
         (0, 1)
     );
 }
+
+#[test]
+fn idle_flows_expire_and_connection_counts_follow() {
+    let mut h = harness_with(&hashed_site("rr"));
+    h.set_clock(1_000_000_000);
+    let established = Frame::tcp("192.0.2.10", 1, VIP, 80, SYN);
+    let to = check(
+        &h,
+        "SYN",
+        &established.bytes(),
+        XDP_TX,
+        Counter::Tx,
+        To::Real(REALS[0]),
+    );
+    let ack = Frame::tcp("192.0.2.10", 1, VIP, 80, ACK);
+    check(&h, "ACK", &ack.bytes(), XDP_TX, Counter::Tx, To::Real(&to));
+    check(
+        &h,
+        "half-open",
+        &syn(2).bytes(),
+        XDP_TX,
+        Counter::Tx,
+        To::Real(REALS[1]),
+    );
+    let conns = |h: &Harness, real: &str| {
+        let live = h.dataplane.live().unwrap();
+        let r = live[0]
+            .reals
+            .iter()
+            .find(|r| r.addr.to_string() == real)
+            .unwrap();
+        (r.active_conns, r.inactive_conns)
+    };
+    assert_eq!(conns(&h, REALS[0]), (1, 0));
+    assert_eq!(conns(&h, REALS[1]), (0, 1));
+
+    // 61 s later the half-open flow has expired (IPVS: 60 s in SYN_RECV), the established one not.
+    h.set_clock(62_000_000_000);
+    let expiry = h.dataplane.expire_flows().unwrap();
+    assert_eq!((expiry.live, expiry.expired), (1, 1));
+    assert_eq!(conns(&h, REALS[1]), (0, 0));
+    assert_eq!(conns(&h, REALS[0]), (1, 0));
+    // The established flow still goes to its real.
+    check(
+        &h,
+        "established, later",
+        &ack.bytes(),
+        XDP_TX,
+        Counter::Tx,
+        To::Real(&to),
+    );
+
+    // Past 900 s without a packet, it expires too; its next packet is a lost flow.
+    h.set_clock(1_000_000_000_000);
+    let expiry = h.dataplane.expire_flows().unwrap();
+    assert_eq!((expiry.live, expiry.expired), (0, 1));
+    assert_eq!(conns(&h, REALS[0]), (0, 0));
+    let before = h.global().flow_miss_non_syn;
+    check(
+        &h,
+        "expired flow's packet",
+        &ack.bytes(),
+        XDP_TX,
+        Counter::Tx,
+        To::AnyOf(&REALS),
+    );
+    assert_eq!(h.global().flow_miss_non_syn, before + 1);
+}

@@ -73,7 +73,13 @@ pub struct XdpBackend {
     pin_dir: PathBuf,
     /// The last table applied, applied again when a real's path changes.
     last: DesiredTable,
+    /// When the flow tables were last swept for idle flows.
+    last_expiry: Option<std::time::Instant>,
 }
+
+/// How often `refresh` sweeps the flow tables: a sweep reads every flow, and the shortest idle
+/// timeout is a minute.
+const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where bpffs is: `/sys/fs/bpf`; or, when that is not bpffs (as under `ip netns exec`, which
 /// mounts a fresh /sys), the host's bpffs seen through init's root, so pins outlive this mount
@@ -221,14 +227,24 @@ impl XdpBackend {
             paths,
             pin_dir: dir,
             last: DesiredTable::default(),
+            last_expiry: None,
         })
     }
 
     /// Looks up every real's path again and applies the last table if one changed (a neighbour
-    /// resolved or moved, a route changed). The agent calls this every second.
+    /// resolved or moved, a route changed); every ten seconds, also expires idle flows. The agent
+    /// calls this every second.
     pub fn refresh(&mut self) -> Result<(), BackendError> {
         let table = self.last.clone();
-        self.apply(&table)
+        self.apply(&table)?;
+        if self
+            .last_expiry
+            .is_none_or(|t| t.elapsed() >= EXPIRY_INTERVAL)
+        {
+            self.last_expiry = Some(std::time::Instant::now());
+            self.dataplane.expire_flows()?;
+        }
+        Ok(())
     }
 
     /// The maps, for reading counters.
