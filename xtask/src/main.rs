@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use std::process::Command;
-use xtask::{lab, run, setup, workspace_root, xdirectord_binary};
+use xtask::{bench, lab, run, setup, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -13,6 +13,7 @@ usage: cargo xtask <command>
   build             build everything (the XDP programs and the xdirectord binary)
   run [-- ARGS]     build, then run xdirectord with ARGS
   test              formatting, clippy and every test (as CI runs them; needs root)
+  bench             the benchmarks, side by side with their yardsticks; figures in target/bench/
   lab up|down|status
                     a network-namespace LVS direct-routing site on this machine: a client, the
                     director, three real web servers and a switch (docs/lab.md; needs root)
@@ -42,6 +43,10 @@ fn main() -> Result<()> {
         "test" => {
             setup::setup()?;
             test()
+        }
+        "bench" => {
+            setup::setup()?;
+            bench::dataplane()
         }
         "lab" => lab_command(rest),
         // Not in USAGE: `lab up` runs the lab's web servers as this binary's children.
