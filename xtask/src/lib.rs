@@ -4,6 +4,7 @@
 //! Kept free of the workspace's BPF crates: it must build on a machine that has no bpf-linker yet.
 
 pub mod bench;
+pub mod bench_checks;
 pub mod lab;
 pub mod setup;
 

@@ -64,6 +64,12 @@ pub struct DirectorStats {
     pub checks_kept: u64,
     pub checks_started: u64,
     pub checks_stopped: u64,
+    /// The longest time, in microseconds, from a check result's arrival to the apply of the
+    /// table it changed: the director's share of a failed real's time to leave the data
+    /// plane (the rest is the check itself).
+    pub result_to_apply_max_us: u64,
+    /// The same for the latest apply caused by check results.
+    pub result_to_apply_last_us: u64,
 }
 
 /// The director's state, for tests and diagnostics.
@@ -198,6 +204,8 @@ impl Director {
                     }
                 },
                 Some(result) = self.results.recv() => {
+                    let arrived = Instant::now();
+                    let applies = self.stats.applies;
                     self.observe(result);
                     // Whatever else is already waiting goes into the same table.
                     for _ in 1..RESULT_BATCH {
@@ -208,6 +216,11 @@ impl Director {
                     }
                     let fx = self.core.commit(std::time::Instant::now());
                     self.perform(fx);
+                    if self.stats.applies != applies {
+                        let took = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        self.stats.result_to_apply_max_us = self.stats.result_to_apply_max_us.max(took);
+                        self.stats.result_to_apply_last_us = took;
+                    }
                 }
                 () = tokio::time::sleep_until(start_deadline), if !self.core.started() => {
                     let fx = self.core.finish_start(std::time::Instant::now());

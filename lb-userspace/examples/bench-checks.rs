@@ -1,0 +1,414 @@
+//! bench-checks: health checks at scale through the real director.
+//!
+//! ```text
+//! cargo run --release -p lb-userspace --example bench-checks -- \
+//!     [--reals 100,1000,10000] [--seconds 10] [--failures 5] [--out target/bench/checks.json]
+//! ```
+//!
+//! For each size N: N web servers on 127.0.0.1 (one port each) in a child process, so their
+//! CPU is not counted as the agent's; an ldirectord configuration with N reals (virtuals of
+//! 100 reals, `checktype = negotiate`, `service = http`, `checkinterval = 1`,
+//! `failurecount = 1`, `checktimeout = negotiatetimeout = 3`) run by the real director on a
+//! backend that only notes when tables arrive. Each size runs in a process of its own, so the
+//! peak RSS is that size's.
+//!
+//! Measured: checks per second achieved against intended, the agent's CPU share (CPU seconds
+//! per wall second, 1.0 = one core) and peak RSS (VmHWM) over the measurement window, then,
+//! for a few reals one after the other, the time from stopping the real's server (its port
+//! refuses connections) to the table without it reaching the backend, and the director's
+//! longest time from a check result to the apply it caused.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use xdirectord::alert::{Alerts, Mailer};
+use xdirectord::backend::{Backend, BackendError};
+use xdirectord::director::{Director, DirectorSettings};
+use xdirectord::hooks::Hooks;
+use xdirectord::log::{LogSink, Logger};
+use xdirectord::table::DesiredTable;
+
+const CHECKTIMEOUT_S: u64 = 3;
+const REALS_PER_VIRTUAL: usize = 100;
+
+struct Args {
+    reals: Vec<usize>,
+    seconds: u64,
+    failures: usize,
+    out: String,
+    one: Option<usize>,
+    serve: Option<usize>,
+    /// `negotiate` (HTTP, the real cost) or `on` (no probe: the runner and the director alone).
+    checktype: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        reals: vec![100, 1000, 10_000],
+        seconds: 10,
+        failures: 5,
+        out: "target/bench/checks.json".into(),
+        one: None,
+        serve: None,
+        checktype: "negotiate".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| usage(&flag));
+        let number = || value.parse::<usize>().unwrap_or_else(|_| usage(&flag));
+        match flag.as_str() {
+            "--reals" => {
+                args.reals = value
+                    .split(',')
+                    .map(|v| v.trim().parse().unwrap_or_else(|_| usage(&flag)))
+                    .collect()
+            }
+            "--seconds" => args.seconds = number() as u64,
+            "--failures" => args.failures = number(),
+            "--out" => args.out = value.clone(),
+            "--one" => args.one = Some(number()),
+            "--serve" => args.serve = Some(number()),
+            "--checktype" if value == "negotiate" || value == "on" => {
+                args.checktype = value.clone()
+            }
+            _ => usage(&flag),
+        }
+    }
+    args
+}
+
+fn usage(flag: &str) -> ! {
+    eprintln!(
+        "bench-checks: bad argument {flag:?}\n\
+         usage: bench-checks [--reals N[,N…]] [--seconds T] [--failures K] [--checktype negotiate|on]\n\
+         \x20                   [--out FILE]"
+    );
+    std::process::exit(2)
+}
+
+fn main() {
+    let args = parse_args();
+    let _ = lb_health::raise_nofile_limit();
+    // As lb-health's check-bench: agent and servers at nice -10 (set before any thread
+    // starts, since niceness is per thread), so other jobs on a shared machine starve neither.
+    // SAFETY: setpriority has no memory-safety preconditions.
+    let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) } == 0;
+    if let Some(n) = args.serve {
+        runtime().block_on(serve(n));
+        return;
+    }
+    if let Some(n) = args.one {
+        let mut report = runtime().block_on(one(n, &args));
+        report["niced"] = niced.into();
+        println!("{report}");
+        return;
+    }
+    // Each size in a process of its own: VmHWM is a process's high-water mark.
+    let exe = std::env::current_exe().expect("current exe");
+    let mut results = Vec::new();
+    for n in &args.reals {
+        eprintln!("bench-checks: {n} reals …");
+        let output = Command::new(&exe)
+            .args([
+                "--one",
+                &n.to_string(),
+                "--seconds",
+                &args.seconds.to_string(),
+            ])
+            .args([
+                "--failures",
+                &args.failures.to_string(),
+                "--checktype",
+                &args.checktype,
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run one size");
+        assert!(output.status.success(), "the run with {n} reals failed");
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("one JSON object per size");
+        eprintln!("{report}");
+        results.push(report);
+    }
+    let report = serde_json::json!({
+        "bench": "checks",
+        "description": "HTTP negotiate checks of N reals on loopback through the director, checkinterval 1 s",
+        "targets": {
+            "cpu_share_at_10000": 0.5,
+            "peak_rss_mib_at_10000": 100,
+            "removal_ms": CHECKTIMEOUT_S * 1000 + 100,
+        },
+        "results": results,
+    });
+    if let Some(dir) = std::path::Path::new(&args.out).parent() {
+        std::fs::create_dir_all(dir).expect("output directory");
+    }
+    std::fs::write(
+        &args.out,
+        serde_json::to_string_pretty(&report).unwrap() + "\n",
+    )
+    .expect("write the report");
+    eprintln!("bench-checks: wrote {}", args.out);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The child: N servers, their ports on stdout; then `stop I` on stdin closes server I and
+/// answers `stopped I`. Ends when stdin closes.
+async fn serve(n: usize) {
+    let mut ports = Vec::with_capacity(n);
+    let mut servers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        ports.push(listener.local_addr().expect("addr").port().to_string());
+        servers.push(tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = service_fn(|_req| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            b"status: ok\n",
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }));
+    }
+    println!("{}", ports.join(","));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if let Some(i) = line
+                .strip_prefix("stop ")
+                .and_then(|i| i.trim().parse().ok())
+            {
+                let _ = tx.send(i);
+            }
+        }
+    });
+    while let Some(i) = rx.recv().await {
+        if let Some(server) = servers.get(i) {
+            server.abort();
+        }
+        println!("stopped {i}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// A real to look out for, and when the first table without it arrived.
+type Gone = Option<(SocketAddr, Option<Instant>)>;
+
+/// A backend that keeps nothing but what the bench asks about.
+#[derive(Clone, Default)]
+struct Watch {
+    reals: Arc<AtomicUsize>,
+    applies: Arc<AtomicU64>,
+    gone: Arc<Mutex<Gone>>,
+}
+
+impl Backend for Watch {
+    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
+        let now = Instant::now();
+        self.applies.fetch_add(1, Ordering::Relaxed);
+        self.reals.store(
+            table.services.values().map(|s| s.reals.len()).sum(),
+            Ordering::Relaxed,
+        );
+        let mut gone = self.gone.lock().unwrap();
+        if let Some((real, when @ None)) = gone.as_mut() {
+            let present = table.services.values().any(|s| {
+                s.reals
+                    .iter()
+                    .any(|r| r.addr == real.ip() && r.port == real.port())
+            });
+            if !present {
+                *when = Some(now);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn config_text(ports: &[u16], checktype: &str) -> String {
+    let mut text = format!(
+        "checkinterval=1\nchecktimeout={CHECKTIMEOUT_S}\nnegotiatetimeout={CHECKTIMEOUT_S}\nfailurecount=1\n\
+         logfile=\"/dev/null\"\n"
+    );
+    for (v, chunk) in ports.chunks(REALS_PER_VIRTUAL).enumerate() {
+        text.push_str(&format!("virtual=10.{}.{}.1:80\n", v / 250, v % 250));
+        for port in chunk {
+            text.push_str(&format!("\treal=127.0.0.1:{port} gate\n"));
+        }
+        text.push_str(&format!(
+            "\tchecktype={checktype}\n\tservice=http\n\trequest=\"health\"\n\treceive=\"status: ok\"\n\n"
+        ));
+    }
+    text
+}
+
+async fn one(n: usize, args: &Args) -> serde_json::Value {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args(["--serve", &n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server process");
+    let mut commands = child.stdin.take().expect("stdin");
+    let mut replies = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    replies.read_line(&mut line).expect("ports");
+    let ports: Vec<u16> = line
+        .trim()
+        .split(',')
+        .map(|p| p.parse().expect("port"))
+        .collect();
+    assert_eq!(ports.len(), n);
+
+    let text = config_text(&ports, &args.checktype);
+    let config = lb_config::parse(
+        text.as_bytes(),
+        "bench.cf".as_ref(),
+        &lb_config::SystemEnvironment,
+    )
+    .expect("the generated configuration is valid");
+    let watch = Watch::default();
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let logger = Logger::new(LogSink::File("/dev/null".into()), "bench");
+    let settings = DirectorSettings {
+        logger: logger.clone(),
+        runner: lb_health::RunnerConfig::default(),
+        alerts: Alerts::spawn(Mailer::new(), logger.clone(), &tracker),
+        hooks: Hooks::spawn(logger, "/bin/true".into(), &tracker),
+    };
+    let (director, handle) = Director::new(config, Box::new(watch.clone()), settings, &shutdown);
+    let task = tokio::spawn(director.run());
+
+    // Every real up: the first round is spread over one interval.
+    let start = Instant::now();
+    while watch.reals.load(Ordering::Relaxed) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not every real came up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_up_s = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let before = handle.snapshot().await.expect("running").stats;
+    let cpu_before = cpu_seconds();
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let wall = window.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let after = handle.snapshot().await.expect("running").stats;
+    let peak_rss_mib = peak_rss_kib() as f64 / 1024.0;
+
+    // Failures, one at a time, spread over the reals.
+    let mut removals_ms = Vec::new();
+    let mut director_ms = Vec::new();
+    // With `checktype = on` nothing is probed, so nothing fails.
+    let failures = if args.checktype == "on" {
+        0
+    } else {
+        args.failures.min(n)
+    };
+    for k in 0..failures {
+        let i = k * n / failures;
+        let real = SocketAddr::from(([127, 0, 0, 1], ports[i]));
+        *watch.gone.lock().unwrap() = Some((real, None));
+        let failed = Instant::now();
+        writeln!(commands, "stop {i}").expect("tell the servers");
+        line.clear();
+        replies.read_line(&mut line).expect("stopped");
+        let removed = loop {
+            if let Some((_, Some(when))) = *watch.gone.lock().unwrap() {
+                break when;
+            }
+            assert!(
+                failed.elapsed() < Duration::from_secs(60),
+                "real {real} was never removed"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        removals_ms.push(removed.duration_since(failed).as_secs_f64() * 1000.0);
+        let stats = handle.snapshot().await.expect("running").stats;
+        director_ms.push(stats.result_to_apply_last_us as f64 / 1000.0);
+    }
+    let last = handle.snapshot().await.expect("running").stats;
+    handle.stop().await;
+    let _ = task.await;
+    shutdown.cancel();
+    drop(commands);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let mut sorted = removals_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "reals": n,
+        "checkinterval_s": 1,
+        "checktimeout_s": CHECKTIMEOUT_S,
+        "seconds": wall,
+        "all_up_after_s": all_up_s,
+        "intended_checks_per_s": n as f64,
+        "achieved_checks_per_s": (after.results - before.results) as f64 / wall,
+        "cpu_share": cpu / wall,
+        "peak_rss_mib": peak_rss_mib,
+        "failure_to_removal_ms": {
+            "samples": removals_ms,
+            "median": sorted.get(sorted.len() / 2),
+            "max": sorted.last(),
+        },
+        "checktype": args.checktype,
+        "removal_result_to_apply_ms": director_ms,
+        "result_to_apply_max_ms": last.result_to_apply_max_us as f64 / 1000.0,
+        "applies": last.applies,
+    })
+}
+
+/// User + system CPU seconds of this process, all threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Peak resident set size (VmHWM) in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
