@@ -21,9 +21,11 @@ use crate::outcome::{CheckOutcome, Outcome};
 use crate::ping::Pinger;
 use crate::receive::Receive;
 use crate::spec::{CheckSpec, CheckType, Protocol, Service, VirtualServer, bracketed};
+use crate::tls::TrustedCas;
 use crate::{dns, external, maintenance, tcp, tls};
 
-/// Resources every check shares: the TLS client configuration, the ICMP sockets and the limit
+/// Resources every check shares: the TLS client configuration (with the trusted CAs), the
+/// ICMP sockets and the limit
 /// on concurrently running check commands. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Probes {
@@ -47,11 +49,17 @@ impl std::fmt::Debug for ProbesInner {
 }
 
 impl Probes {
-    /// `max_processes`: how many external check commands may run at once.
+    /// `max_processes`: how many external check commands may run at once. https checks
+    /// trust the system's CA store.
     pub fn new(max_processes: usize) -> Probes {
+        Probes::with_trusted_cas(max_processes, &TrustedCas::System)
+    }
+
+    /// As [`Probes::new`], with https checks trusting `trusted` instead.
+    pub fn with_trusted_cas(max_processes: usize, trusted: &TrustedCas) -> Probes {
         Probes {
             inner: Arc::new(ProbesInner {
-                tls: TlsConnector::from(tls::client_config()),
+                tls: TlsConnector::from(tls::client_config(trusted)),
                 pinger: Pinger::default(),
                 processes: Semaphore::new(max_processes.max(1)),
             }),

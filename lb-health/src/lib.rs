@@ -45,7 +45,8 @@
 //! * `combined`: the `checktype = N` sequencing (pure).
 //! * `maintenance`: `maintenancedir` file names and lookup.
 //! * Probes, one module per kind: `tcp` (connect, simpletcp), `http` (http, https,
-//!   http_proxy; TLS settings in `tls`), `dns`, `ping`, `external` (external, external-perl).
+//!   http_proxy; TLS settings and the trusted CAs, [`TrustedCas`], in `tls`), `dns`, `ping`,
+//!   `external` (external, external-perl).
 //! * `url` (check URLs, redirects) and `receive` (Perl-compatible `receive` patterns): pure
 //!   helpers of the probes.
 //! * `outcome`: [`CheckOutcome`], one round's verdict and reason.
@@ -77,3 +78,4 @@ pub use runner::{
 };
 pub use schedule::Jitter;
 pub use spec::{CheckSpec, CheckType, HttpMethod, Protocol, Service, VirtualServer, check_port};
+pub use tls::TrustedCas;

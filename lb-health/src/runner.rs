@@ -28,6 +28,7 @@ use crate::error::CheckError;
 use crate::outcome::CheckOutcome;
 use crate::schedule::Jitter;
 use crate::spec::CheckSpec;
+use crate::tls::TrustedCas;
 
 /// A runner-assigned number for one distinct (deduplicated) check, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +69,8 @@ pub struct RunnerConfig {
     /// then wakes another thread. check-bench measured no clear CPU difference either way
     /// (see docs/health-checks.md), so the default is off: checks run where the agent runs.
     pub own_thread: bool,
+    /// The CAs https checks trust: the system's store, as ldirectord on Debian.
+    pub trusted_cas: TrustedCas,
 }
 
 impl Default for RunnerConfig {
@@ -79,6 +82,7 @@ impl Default for RunnerConfig {
             max_in_flight: in_flight_for_nofile(nofile_limit()),
             max_processes: DEFAULT_MAX_PROCESSES,
             own_thread: false,
+            trusted_cas: TrustedCas::System,
         }
     }
 }
@@ -282,7 +286,7 @@ where
         HealthRunner {
             running: HashMap::new(),
             shared: Arc::new(Shared {
-                probes: Probes::new(config.max_processes),
+                probes: Probes::with_trusted_cas(config.max_processes, &config.trusted_cas),
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
                 max_in_flight: config.max_in_flight.max(1),
                 jitter: config.jitter,

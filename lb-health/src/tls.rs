@@ -1,31 +1,89 @@
 //! The TLS client configuration of https checks: one per runner, shared by every check.
 //!
-//! No certificate or hostname verification: any chain is accepted for any name, so a real
-//! with a self-signed, expired or mismatched certificate is up as long as it answers. This is
-//! what ldirectord means to do (`verify_hostname => 0`) and what the project chose. Note that
-//! ldirectord on a current Perl stack is stricter than it looks: LWP leaves
-//! `SSL_verify_mode` unset, and IO::Socket::SSL (>= 1.950, e.g. 2.081 on Debian 12) then
-//! defaults to verifying the chain against the system CAs, hostname aside. A self-signed real
-//! is down there ("certificate verify failed") and up here; a real ldirectord finds up is
-//! never down here. See docs/health-checks.md.
+//! As ldirectord on Debian 12 (LWP 6.68, IO::Socket::SSL 2.081, OpenSSL 3): the server's
+//! certificate chain is verified against the system's CA store, and its name is not checked.
+//! ldirectord asks LWP for `verify_hostname => 0`, which LWP turns into "no name check" only;
+//! it leaves `SSL_verify_mode` unset, and IO::Socket::SSL's client default is
+//! `SSL_VERIFY_PEER` with the CAs OpenSSL finds (`SSL_CERT_FILE`, `SSL_CERT_DIR`, else
+//! `/etc/ssl/certs`). So a self-signed or expired certificate is down ("certificate verify
+//! failed"), and a certificate from a trusted CA is up whatever name it carries. The evidence
+//! is in docs/health-checks.md.
 //!
-//! The verifier still checks the handshake signatures against the presented certificate, so
-//! a broken TLS stack on the real fails the check; that is protocol integrity, not trust.
+//! A certificate that is itself in the store is trusted as it stands (while valid), as OpenSSL
+//! trusts it: operators add a real's self-signed certificate to the store to make ldirectord's
+//! check pass.
+//!
+//! The store is read once, when the runner starts (`rustls-native-certs`, which looks where
+//! OpenSSL looks and honours the same two variables); ldirectord re-reads it on every check.
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::{
     CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
 };
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+
+/// The certificate authorities https checks trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TrustedCas {
+    /// The system's store, found as OpenSSL finds it: `SSL_CERT_FILE` and `SSL_CERT_DIR` when
+    /// set, else the usual places (on Debian `/etc/ssl/certs`, from the package
+    /// ca-certificates). What ldirectord trusts.
+    #[default]
+    System,
+    /// Only these certificates (DER): a private CA, or a test's.
+    Only(Vec<Vec<u8>>),
+}
+
+impl TrustedCas {
+    /// The store and its certificates (sorted), with what could not be used logged. An empty
+    /// store fails every https check, as it does in ldirectord.
+    fn load(&self) -> (RootCertStore, Vec<Vec<u8>>) {
+        let certs: Vec<CertificateDer<'static>> = match self {
+            TrustedCas::System => {
+                let found = rustls_native_certs::load_native_certs();
+                for error in &found.errors {
+                    tracing::warn!(%error, "reading the system's CA certificates");
+                }
+                found.certs
+            }
+            TrustedCas::Only(ders) => ders
+                .iter()
+                .map(|der| CertificateDer::from(der.clone()))
+                .collect(),
+        };
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
+        if ignored > 0 {
+            tracing::warn!(ignored, "CA certificates that cannot be used were skipped");
+        }
+        if added == 0 {
+            tracing::warn!(
+                "no trusted CA certificates (install the package ca-certificates): \
+                 every https check will be down, as in ldirectord"
+            );
+        }
+        let mut certs: Vec<Vec<u8>> = certs.iter().map(|c| c.to_vec()).collect();
+        certs.sort_unstable();
+        certs.dedup();
+        (roots, certs)
+    }
+}
 
 /// The shared client configuration: ring provider, TLS 1.2 and 1.3, no client certificate,
-/// no ALPN (the checks speak HTTP/1.1), any server certificate accepted.
-pub(crate) fn client_config() -> Arc<ClientConfig> {
+/// no ALPN (the checks speak HTTP/1.1), chain verified against `trusted`, name not checked.
+pub(crate) fn client_config(trusted: &TrustedCas) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AcceptAnyCertificate {
+    let (roots, certificates) = trusted.load();
+    let verifier = Arc::new(ChainOnly {
+        roots,
+        certificates,
         algorithms: provider.signature_verification_algorithms,
     });
     let config = ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
@@ -37,21 +95,50 @@ pub(crate) fn client_config() -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// Verifies everything but the name: the chain up to a trusted CA (signatures, validity
+/// dates, basic constraints, key usage), and the handshake signatures.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct ChainOnly {
+    roots: RootCertStore,
+    /// The store's certificates as they are, sorted: a server certificate found here is
+    /// trusted itself.
+    certificates: Vec<Vec<u8>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        match verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        ) {
+            Ok(()) => Ok(ServerCertVerified::assertion()),
+            // A self-signed certificate made with `openssl req -x509` says it is a CA, which
+            // webpki refuses as a server's; it checks the validity dates before that, so this
+            // error also says the certificate is valid now. OpenSSL trusts such a certificate
+            // when the store holds it.
+            Err(e)
+                if is_ca_used_as_end_entity(&e)
+                    && self
+                        .certificates
+                        .binary_search_by(|c| c.as_slice().cmp(end_entity))
+                        .is_ok() =>
+            {
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn verify_tls12_signature(
@@ -74,5 +161,15 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+fn is_ca_used_as_end_entity(error: &rustls::Error) -> bool {
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
     }
 }

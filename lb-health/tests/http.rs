@@ -252,11 +252,73 @@ async fn ipv6_real() {
 
 mod https {
     use super::*;
+    use lb_health::{
+        CheckOutcome, CheckSpec, Checker, HealthRunner, Probes, RunnerConfig, TrustedCas,
+    };
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, date_time_ymd};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use rustls::server::{ClientHello, ResolvesServerCert};
     use rustls::sign::CertifiedKey;
+    use tokio_util::sync::CancellationToken;
 
-    /// Records the SNI each handshake asked for and serves one self-signed certificate.
+    /// A test CA and the certificates it or nobody signs, made fresh for each test.
+    struct Pki {
+        ca: rcgen::Certificate,
+        ca_key: KeyPair,
+    }
+
+    /// A certificate chain (leaf first) and its key.
+    struct Served {
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "xdirectord test CA");
+            let ca_key = KeyPair::generate().unwrap();
+            let ca = params.self_signed(&ca_key).unwrap();
+            Pki { ca, ca_key }
+        }
+
+        /// What a check trusting only this CA trusts.
+        fn trusted(&self) -> TrustedCas {
+            TrustedCas::Only(vec![self.ca.der().to_vec()])
+        }
+
+        /// A leaf for `name`, signed by this CA (chain: leaf, CA), valid now unless `expired`.
+        fn leaf(&self, name: &str, expired: bool) -> Served {
+            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+            if expired {
+                params.not_before = date_time_ymd(2020, 1, 1);
+                params.not_after = date_time_ymd(2020, 2, 1);
+            }
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+            Served {
+                chain: vec![
+                    CertificateDer::from(cert.der().to_vec()),
+                    CertificateDer::from(self.ca.der().to_vec()),
+                ],
+                key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            }
+        }
+    }
+
+    /// A self-signed certificate for 127.0.0.1: even its name would match.
+    fn self_signed() -> Served {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        Served {
+            chain: vec![CertificateDer::from(cert.cert.der().to_vec())],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der())),
+        }
+    }
+
+    /// Records the SNI each handshake asked for and serves one certificate chain.
     #[derive(Debug)]
     struct Recorder {
         key: Arc<CertifiedKey>,
@@ -273,19 +335,17 @@ mod https {
         }
     }
 
-    /// An HTTPS server with a certificate for `cert.invalid` made now: self-signed and for
-    /// another name, which ldirectord's checks do not verify.
+    /// An HTTPS server serving `served`, recording the Host headers it is sent and the SNI it
+    /// is asked for.
     async fn https_server(
+        served: Served,
         hosts: Arc<Mutex<Vec<String>>>,
     ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
-        let cert = rcgen::generate_simple_self_signed(vec!["cert.invalid".to_owned()]).unwrap();
-        let der = CertificateDer::from(cert.cert.der().to_vec());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let signing = provider.key_provider.load_private_key(key).unwrap();
+        let signing = provider.key_provider.load_private_key(served.key).unwrap();
         let names = Arc::new(Mutex::new(Vec::new()));
         let resolver = Recorder {
-            key: Arc::new(CertifiedKey::new(vec![der], signing)),
+            key: Arc::new(CertifiedKey::new(served.chain, signing)),
             names: Arc::clone(&names),
         };
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -321,16 +381,35 @@ mod https {
         (addr, names)
     }
 
+    async fn check_trusting(spec: CheckSpec, trusted: &TrustedCas) -> CheckOutcome {
+        let probes = Probes::with_trusted_cas(1, trusted);
+        let mut checker = Checker::new(spec).expect("valid spec");
+        checker.check(&probes).await.expect("a result")
+    }
+
     #[tokio::test]
-    async fn self_signed_certificate_is_accepted_and_sni_is_virtualhost() {
+    async fn self_signed_certificate_is_down() {
+        let (addr, _) = https_server(self_signed(), Arc::default()).await;
+        let spec = negotiate(addr, Service::Https);
+        let outcome = check_once(spec.clone()).await;
+        assert!(!outcome.up, "{outcome:?}");
+        assert!(outcome.reason.contains("certificate"), "{outcome:?}");
+        // Trusting another CA changes nothing.
+        let outcome = check_trusting(spec, &Pki::new().trusted()).await;
+        assert!(!outcome.up, "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn trusted_ca_is_up_whatever_the_name_and_sni_is_virtualhost() {
+        let pki = Pki::new();
         let hosts = Arc::new(Mutex::new(Vec::new()));
-        let (addr, names) = https_server(Arc::clone(&hosts)).await;
+        let (addr, names) = https_server(pki.leaf("cert.invalid", false), Arc::clone(&hosts)).await;
         let mut spec = negotiate(addr, Service::Https);
         spec.receive = "secure".into();
-        let outcome = check_once(spec.clone()).await;
+        let outcome = check_trusting(spec.clone(), &pki.trusted()).await;
         assert!(outcome.up, "{outcome:?}");
         spec.virtualhost = Some("www.example.test".into());
-        let outcome = check_once(spec).await;
+        let outcome = check_trusting(spec, &pki.trusted()).await;
         assert!(outcome.up, "{outcome:?}");
         assert_eq!(
             *names.lock().unwrap(),
@@ -341,10 +420,78 @@ mod https {
     }
 
     #[tokio::test]
+    async fn a_ca_the_system_does_not_trust_is_down() {
+        let pki = Pki::new();
+        let (addr, _) = https_server(pki.leaf("127.0.0.1", false), Arc::default()).await;
+        let outcome = check_once(negotiate(addr, Service::Https)).await;
+        assert!(!outcome.up, "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn expired_certificate_is_down_even_from_a_trusted_ca() {
+        let pki = Pki::new();
+        let (addr, _) = https_server(pki.leaf("cert.invalid", true), Arc::default()).await;
+        let outcome = check_trusting(negotiate(addr, Service::Https), &pki.trusted()).await;
+        assert!(!outcome.up, "{outcome:?}");
+        assert!(outcome.reason.contains("xpired"), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn the_runner_checks_with_its_configured_cas() {
+        let pki = Pki::new();
+        let (addr, _) = https_server(pki.leaf("cert.invalid", false), Arc::default()).await;
+        let shutdown = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let config = RunnerConfig {
+            trusted_cas: pki.trusted(),
+            ..RunnerConfig::default()
+        };
+        let mut runner = HealthRunner::new(tx, config, &shutdown);
+        runner.replace([("real", negotiate(addr, Service::Https))]);
+        let result = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("a result within 20 s")
+            .expect("runner alive");
+        assert!(result.up, "{result:?}");
+        runner.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn plain_http_server_fails_an_https_check() {
         let addr = http_server(Arc::new(|_| respond(200, ""))).await;
         let outcome = check_once(negotiate(addr, Service::Https)).await;
         assert!(!outcome.up);
         assert!(outcome.reason.contains("tls"), "{outcome:?}");
+    }
+
+    /// A self-signed certificate for 127.0.0.1 that says it is a CA, as `openssl req -x509`
+    /// makes them.
+    fn self_signed_ca(expired: bool) -> Served {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        if expired {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2020, 2, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Served {
+            chain: vec![CertificateDer::from(cert.der().to_vec())],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_certificate_in_the_store_is_trusted_while_valid() {
+        for (served, up) in [
+            (self_signed(), true),
+            (self_signed_ca(false), true),
+            (self_signed_ca(true), false),
+        ] {
+            let trusted = TrustedCas::Only(vec![served.chain[0].to_vec()]);
+            let (addr, _) = https_server(served, Arc::default()).await;
+            let outcome = check_trusting(negotiate(addr, Service::Https), &trusted).await;
+            assert_eq!(outcome.up, up, "{outcome:?}");
+        }
     }
 }

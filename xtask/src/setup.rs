@@ -17,6 +17,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "ipvsadm",    // `ipvsadm -L -n` layout reference
     "tcpdump",    // debugging the lab
     "python3",    // the lab's web servers
+    "ca-certificates", // the CA store https health checks verify against, as ldirectord's
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
