@@ -346,3 +346,36 @@ fn warnings_are_printed_for_every_command() {
         text(&out.stderr)
     );
 }
+
+/// `[<localtime>] ` (Perl's scalar localtime: `Sat Nov  1 23:05:09 2026`) masked as `[TIME] `.
+fn mask_times(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once("] ") {
+            Some((stamp, rest)) if stamp.starts_with('[') && stamp.len() == 25 => {
+                format!("[TIME] {rest}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect()
+}
+
+#[test]
+fn supervised_logs_go_to_stdout_with_the_time() {
+    let site = Site::new(
+        "supervised",
+        "supervised=yes\nvirtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n",
+    );
+    let ours = xdirectord(&[site.arg(), "status"]);
+    let theirs = run(LDIRECTORD, &[site.arg(), "status"]);
+    assert_eq!(ours.status.code(), Some(3));
+    assert_eq!(ours.status.code(), theirs.status.code());
+    // The invocation line names each program's own path.
+    let ours = mask_times(&String::from_utf8_lossy(&ours.stdout)).replace(XDIRECTORD, "PROGRAM");
+    let theirs =
+        mask_times(&as_xdirectord(&theirs.stdout)).replace("/usr/sbin/xdirectord", "PROGRAM");
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.starts_with("[TIME] Invoking xdirectord invoked as: PROGRAM "),
+        "{ours}"
+    );
+}

@@ -82,7 +82,9 @@ pub fn run(args: &InstanceArgs) -> i32 {
     if starts && let Err(e) = preflight(&config, &args.overrides) {
         return config_error(&logger, debug, &e);
     }
-    let invoked: String = std::env::args().map(|a| format!("{a} ")).collect();
+    let invoked: String = std::env::args_os()
+        .map(|a| format!("{} ", a.to_string_lossy()))
+        .collect();
     logger.log(format!("Invoking xdirectord invoked as: {invoked}"));
 
     let shown = config.path.display().to_string();
