@@ -113,8 +113,24 @@ pub fn preflight(config: &Config, overrides: &BackendOverrides) -> Result<(), Co
 }
 
 /// Reads the configuration again, as a reload does: the same file, the same name.
-pub fn reread(current: &Config, overrides: &BackendOverrides) -> Result<Config, ConfigError> {
-    let mut config = lb_config::load(&current.path)?;
+/// `file` is where to read it (the daemon's working directory is `/`, so a path given relative
+/// on the command line is made absolute before); messages keep the path as it was given.
+pub fn reread(
+    current: &Config,
+    file: &Path,
+    overrides: &BackendOverrides,
+) -> Result<Config, ConfigError> {
+    let mut config = lb_config::load(file).map_err(|e| match e {
+        ConfigError::Invalid {
+            warnings, error, ..
+        } => ConfigError::Invalid {
+            path: current.path.clone(),
+            warnings,
+            error,
+        },
+        other => other,
+    })?;
+    config.path = current.path.clone();
     config.name = current.name.clone();
     preflight(&config, overrides)?;
     Ok(config)
@@ -128,6 +144,9 @@ pub struct AgentSettings {
     /// The xdirectord binary `execute` instances run.
     pub program: PathBuf,
     pub overrides: BackendOverrides,
+    /// Where the configuration file is read on reload and watched: an absolute path when the
+    /// process changes directory (daemonising does); `None` = the configuration's own path.
+    pub config_file: Option<PathBuf>,
     /// How often the configuration file is looked at (`autoreload`, `callback`).
     pub file_poll: Duration,
     /// Whether a reload moves the log to where the new file's `logfile` (or `supervised`)
@@ -146,6 +165,7 @@ impl AgentSettings {
             program: std::env::current_exe()
                 .unwrap_or_else(|_| PathBuf::from("/usr/sbin/xdirectord")),
             overrides: BackendOverrides::default(),
+            config_file: None,
             file_poll: Duration::from_secs(1),
             log_follows_config: false,
             debug: false,
@@ -225,7 +245,11 @@ impl Agent {
             tx,
             director: director_handle.clone(),
         };
-        let watch = FileWatch::new(&config.path);
+        let file = settings
+            .config_file
+            .clone()
+            .unwrap_or_else(|| config.path.clone());
+        let watch = FileWatch::new(&file);
         let state = AgentLoop {
             config,
             settings,
@@ -306,7 +330,7 @@ impl AgentLoop {
 
     /// A reload: the file again, and if it is good, the new configuration in force.
     async fn reload(&mut self) -> bool {
-        let config = match reread(&self.config, &self.settings.overrides) {
+        let config = match reread(&self.config, &self.watch.path, &self.settings.overrides) {
             Ok(config) => config,
             Err(e) => {
                 // ldirectord logs the error and keeps the configuration it runs.
@@ -365,6 +389,7 @@ impl AgentLoop {
     /// ldirectord's `check_cfgfile`: when the file's mtime changes and its content with it,
     /// reload (`autoreload = yes`) or say it is ignored, then run `callback`.
     async fn check_file(&mut self) {
+        // As shown in messages; the callback gets the file it can open (`watch.path`).
         let path = self.config.path.clone();
         let changed = match self.watch.changed() {
             Ok(changed) => changed,
@@ -394,7 +419,8 @@ impl AgentLoop {
         if let Some(callback) = &self.config.global.callback
             && is_executable(Path::new(callback))
         {
-            self.hooks.shell(format!("{callback} {}", path.display()));
+            self.hooks
+                .shell(format!("{callback} {}", self.watch.path.display()));
         }
     }
 }

@@ -394,3 +394,22 @@ fn execute_starts_and_stops_further_instances() {
     site.wait_until_gone();
     other.wait_until_gone();
 }
+
+#[test]
+#[ignore = "waits for the XDP backend (daemon::open_backend)"]
+fn a_configuration_named_relative_to_the_shell_is_reread_after_daemonising() {
+    let netns = Netns::new("relative");
+    let site = Site::new("relative", "");
+    let relative = format!("./{}", site.name);
+    let mut start = netns.xdirectord(&[&relative, "start"]);
+    start.current_dir(site.dir.path());
+    assert_eq!(output(start).status.code(), Some(0));
+    // The daemon works in `/`; a reload must still find the file the shell named.
+    let text = std::fs::read_to_string(&site.config).unwrap() + "\treal=10.200.0.3:80 gate\n";
+    std::fs::write(&site.config, text).unwrap();
+    let mut reload = netns.xdirectord(&[&relative, "reload"]);
+    reload.current_dir(site.dir.path());
+    assert_eq!(output(reload).status.code(), Some(0));
+    site.wait_for_log("Added real server: 10.200.0.3:80 (10.200.0.10:80) (Weight set to 1)");
+    assert!(!site.log().contains("can not open file"), "{}", site.log());
+}

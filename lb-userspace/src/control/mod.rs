@@ -16,6 +16,7 @@ pub mod daemonize;
 pub mod pidfile;
 pub mod signals;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lb_config::{Config, ConfigError};
@@ -167,14 +168,16 @@ fn program() -> std::path::PathBuf {
 /// Starts the agent: in the foreground with `-d` or `supervised`, as a daemon otherwise.
 fn start(config: Config, args: &InstanceArgs, logger: Logger) -> i32 {
     let debug = args.debug;
+    // Before daemonising moves to `/`: reloads read the file the command line named.
+    let file = std::fs::canonicalize(&config.path).ok();
     if debug || config.global.supervised {
         let starting = format!("Starting {VERSION_STR} with pid: {}", std::process::id());
-        return serve(config, args, logger, Start::Foreground(starting));
+        return serve(config, args, logger, Start::Foreground(starting), file);
     }
     logger.log(format!("Starting {VERSION_STR} as daemon"));
     let pidfile = PidFile::for_config(&config.name);
-    let file = match pidfile.create() {
-        Ok(file) => file,
+    let pid_out = match pidfile.create() {
+        Ok(pid_out) => pid_out,
         Err(_) => {
             return init_error(
                 &logger,
@@ -187,14 +190,14 @@ fn start(config: Config, args: &InstanceArgs, logger: Logger) -> i32 {
         Err(e) => init_error(&logger, debug, &format!("Can not become a daemon: {e}")),
         Ok(Role::Parent(status)) => status,
         Ok(Role::Daemon(ready)) => {
-            if let Err(e) = PidFile::write(file) {
+            if let Err(e) = PidFile::write(pid_out) {
                 let message = format!("Can not write {}: {e}", pidfile.path().display());
                 logger.log(&message);
                 ready.fail(&message);
                 pidfile.remove();
                 return exit(&logger, debug, 1, "Initialisation Error");
             }
-            let status = serve(config, args, logger, Start::Daemon(ready));
+            let status = serve(config, args, logger, Start::Daemon(ready), file);
             pidfile.remove();
             status
         }
@@ -211,7 +214,14 @@ enum Start {
 }
 
 /// Runs the agent until a stop signal.
-fn serve(config: Config, args: &InstanceArgs, logger: Logger, start: Start) -> i32 {
+/// `file` is the configuration's absolute path, for reloads.
+fn serve(
+    config: Config,
+    args: &InstanceArgs,
+    logger: Logger,
+    start: Start,
+    file: Option<PathBuf>,
+) -> i32 {
     let debug = args.debug;
     let (ready, starting) = match start {
         Start::Daemon(ready) => (Some(ready), None),
@@ -252,6 +262,7 @@ fn serve(config: Config, args: &InstanceArgs, logger: Logger, start: Start) -> i
         let mut settings = AgentSettings::new(logger.clone());
         settings.overrides = args.overrides.clone();
         settings.program = program();
+        settings.config_file = file;
         settings.debug = debug;
         settings.log_follows_config = true;
         let agent = Agent::start(config, backend, settings);
