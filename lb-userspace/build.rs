@@ -1,42 +1,99 @@
-//! Compiles the XDP programs of `lb-ebpf` for the BPF target (nightly + bpf-linker, through
-//! aya-build) and leaves them in OUT_DIR, where `src/objects.rs` embeds them.
+//! Compiles the XDP programs of `lb-ebpf` for the BPF target (nightly + bpf-linker) and leaves
+//! them in OUT_DIR, where `src/objects.rs` embeds them.
+//!
+//! This does what `aya_build::build_ebpf` does, with two more code-generation flags it has no
+//! way to pass: BPF ISA v3 (32-bit ALU and jumps, which the kernel has had since 5.1) and
+//! misaligned memory access (x86's verifier allows unaligned packet reads; without the flag LLVM
+//! reads a 4-byte address as four single bytes).
 //!
 //! With `AYA_BUILD_SKIP=1` (clippy or docs on a machine without bpf-linker) empty placeholders are
 //! written instead; loading them fails at run time with a clear error.
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
+use std::{path::PathBuf, process::Command};
 
+/// The programs (binaries of lb-ebpf) to build and embed.
 const PROGRAMS: [&str; 3] = ["lb-ebpf", "xdp-baseline", "xdp-pass"];
 
+const RUSTFLAGS: [&str; 4] = [
+    "-Cdebuginfo=2",
+    // bpf-linker emits BTF: map layouts for bpftool, line info for verifier logs.
+    "-Clink-arg=--btf",
+    "-Ctarget-cpu=v3",
+    "-Ctarget-feature=+allows-misaligned-mem-access",
+];
+
 fn main() -> anyhow::Result<()> {
-    let out_dir = std::env::var("OUT_DIR")?;
-    let skip = std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v == "true");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+    let skip = std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v == "true");
     if skip {
         for program in PROGRAMS {
-            std::fs::write(format!("{out_dir}/{program}"), [])?;
+            std::fs::write(out_dir.join(program), [])?;
         }
         return Ok(());
     }
-    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
-        .no_deps()
-        .exec()
-        .context("MetadataCommand::exec")?;
-    let ebpf_package = packages
-        .into_iter()
-        .find(|cargo_metadata::Package { name, .. }| name.as_str() == "lb-ebpf")
-        .ok_or_else(|| anyhow!("lb-ebpf package not found"))?;
-    let cargo_metadata::Package {
-        name,
-        manifest_path,
-        ..
-    } = ebpf_package;
-    let root_dir = manifest_path
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let ebpf_dir = manifest_dir
         .parent()
-        .ok_or_else(|| anyhow!("no parent for {manifest_path}"))?;
-    let ebpf_package = aya_build::Package {
-        name: name.as_str(),
-        root_dir: root_dir.as_str(),
-        ..Default::default()
-    };
-    aya_build::build_ebpf([ebpf_package], aya_build::Toolchain::default())
+        .ok_or_else(|| anyhow!("lb-userspace has no parent directory"))?
+        .join("lb-ebpf");
+    println!("cargo:rerun-if-changed={}", ebpf_dir.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.with_file_name("lb-common").display()
+    );
+
+    // aya-ebpf reads the host architecture from this cfg (as aya-build sets it).
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH")?;
+    let mut rustflags: Vec<String> = RUSTFLAGS.iter().map(|f| f.to_string()).collect();
+    rustflags.push(format!("--cfg=bpf_target_arch=\"{arch}\""));
+    let target_dir = out_dir.join("ebpf-target");
+    let output = Command::new("rustup")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--package",
+            "lb-ebpf",
+            "--bins",
+        ])
+        .args([
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(&ebpf_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        // The outer cargo's compiler is stable; the inner one must be nightly's.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .context("cannot run `rustup run nightly cargo build` for lb-ebpf")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        for line in stderr.lines() {
+            println!("cargo:warning={line}");
+        }
+        bail!("building the XDP programs failed (bpf-linker missing? run `cargo xtask setup`)");
+    }
+    // Compiler warnings of the XDP crate would otherwise go unseen; rustc's note that
+    // `allows-misaligned-mem-access` is unstable (on the nightly we must use anyway) is not one.
+    let known = ["allows-misaligned-mem-access", "generated 1 warning"];
+    for line in stderr.lines().filter(|l| l.starts_with("warning")) {
+        if !known.iter().any(|k| line.contains(k)) {
+            println!("cargo:warning={line}");
+        }
+    }
+    let built = target_dir.join("bpfel-unknown-none").join("release");
+    for program in PROGRAMS {
+        std::fs::copy(built.join(program), out_dir.join(program))
+            .with_context(|| format!("copying the XDP program {program}"))?;
+    }
+    Ok(())
 }
