@@ -118,9 +118,8 @@ fn main() {
     }
     // Each size in a process of its own: VmHWM is a process's high-water mark.
     let exe = std::env::current_exe().expect("current exe");
-    let mut results = Vec::new();
-    for n in &args.reals {
-        eprintln!("bench-checks: {n} reals …");
+    let run_one = |n: usize, checktype: &str| -> serde_json::Value {
+        eprintln!("bench-checks: {n} reals, checktype {checktype} …");
         let output = Command::new(&exe)
             .args([
                 "--one",
@@ -132,7 +131,7 @@ fn main() {
                 "--failures",
                 &args.failures.to_string(),
                 "--checktype",
-                &args.checktype,
+                checktype,
             ])
             .stderr(Stdio::inherit())
             .output()
@@ -141,8 +140,17 @@ fn main() {
         let report: serde_json::Value =
             serde_json::from_slice(&output.stdout).expect("one JSON object per size");
         eprintln!("{report}");
-        results.push(report);
-    }
+        report
+    };
+    let results: Vec<serde_json::Value> = args
+        .reals
+        .iter()
+        .map(|n| run_one(*n, &args.checktype))
+        .collect();
+    // The same largest size without probes: what the runner and the director cost by
+    // themselves, so the checks' own cost can be told apart.
+    let largest = args.reals.iter().copied().max().unwrap_or(0);
+    let overhead = (args.checktype != "on" && largest > 0).then(|| run_one(largest, "on"));
     let report = serde_json::json!({
         "bench": "checks",
         "description": "HTTP negotiate checks of N reals on loopback through the director, checkinterval 1 s",
@@ -152,6 +160,7 @@ fn main() {
             "removal_ms": CHECKTIMEOUT_S * 1000 + 100,
         },
         "results": results,
+        "without_probes": overhead,
     });
     if let Some(dir) = std::path::Path::new(&args.out).parent() {
         std::fs::create_dir_all(dir).expect("output directory");
