@@ -287,7 +287,7 @@ impl Negotiator {
 /// sockets closed) and the check is down. A zero timeout is ldirectord's `alarm 0`: none.
 ///
 /// The probe is boxed at once, before the returned future is stored anywhere: probe futures
-/// range from a few hundred bytes to several KiB (hyper, DNS), and only probes in flight
+/// range from a few hundred bytes to several KiB (TLS, DNS), and only probes in flight
 /// should hold that memory, not every idle check task.
 fn bounded(
     timeout: Duration,

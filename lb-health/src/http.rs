@@ -12,7 +12,8 @@
 //!   `Host` recomputed from the new URL, method kept (GET or HEAD), across http and https.
 //! * Up iff the final status is 2xx and (`receive` is blank or the body matches it). The body
 //!   of a 2xx is read to its end, as LWP does, so a server that drips its body past the
-//!   deadline is down. At most [`MAX_BODY_BYTES`] are kept for matching.
+//!   deadline is down. At most [`http1::MAX_BODY_BYTES`] are kept for matching.
+//! * The bytes on the wire are written and read by [`http1`].
 //!
 //! The caller bounds the whole exchange (every hop, connect, TLS, request and body) with
 //! `negotiatetimeout`.
@@ -21,17 +22,14 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{CONNECTION, HOST, HeaderValue, LOCATION, USER_AGENT};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use http::header::HeaderValue;
+use http::{StatusCode, Uri};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::CheckError;
+use crate::http1::{self, Response};
 use crate::outcome::Outcome;
 use crate::receive::{Receive, is_blank};
 use crate::spec::{CheckSpec, HttpMethod, Service, bracketed};
@@ -40,22 +38,16 @@ use crate::url::{Scheme, Url, check_url};
 /// LWP's `max_redirect`.
 const MAX_REDIRECTS: usize = 7;
 
-/// Body bytes kept for `receive` matching; the rest is read and dropped.
-pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-const AGENT: &str = "xdirectord health check (ldirectord compatible)";
-
-/// A prepared HTTP check: everything that does not change between rounds is computed once.
+/// A prepared HTTP check: everything that does not change between rounds is computed once,
+/// down to the bytes of the first request.
 #[derive(Debug)]
 pub(crate) struct HttpCheck {
     url: Url,
-    /// Request target of the first hop (origin or absolute form).
-    target: Uri,
-    /// `Host` of the first hop; `None` derives it from the URL (http_proxy).
-    host: Option<HeaderValue>,
+    /// The first hop's request, ready to write.
+    request: Box<[u8]>,
     /// TLS server name of the first hop when `virtualhost` is set.
     sni: Option<ServerName<'static>>,
-    method: Method,
+    method: HttpMethod,
     /// http_proxy: where to send the request.
     proxy: Option<SocketAddr>,
     receive: Option<Receive>,
@@ -70,14 +62,14 @@ impl HttpCheck {
             request: spec.request.clone(),
             message,
         };
+        // Through a proxy, Host comes from the URL as for any hop without virtualhost.
         let host = match (proxy, &spec.virtualhost) {
-            (Some(_), _) => None,
-            (None, Some(vhost)) => Some(vhost.clone()),
-            (None, None) => Some(bracketed(spec.real.ip())),
+            (Some(_), _) => url.authority(),
+            (None, Some(vhost)) => vhost.clone(),
+            (None, None) => bracketed(spec.real.ip()),
         };
-        let host = host
-            .map(|h| HeaderValue::from_str(&h).map_err(|e| invalid(format!("Host {h:?}: {e}"))))
-            .transpose()?;
+        let host =
+            HeaderValue::from_str(&host).map_err(|e| invalid(format!("Host {host:?}: {e}")))?;
         let sni = spec
             .virtualhost
             .as_deref()
@@ -89,16 +81,11 @@ impl HttpCheck {
         } else {
             Some(Receive::new(&spec.receive)?)
         };
-        let method = match spec.http_method {
-            HttpMethod::Get => Method::GET,
-            HttpMethod::Head => Method::HEAD,
-        };
         Ok(HttpCheck {
+            request: http1::request(spec.http_method, &target, &host),
             url,
-            target,
-            host,
             sni,
-            method,
+            method: spec.http_method,
             proxy,
             receive,
         })
@@ -106,15 +93,15 @@ impl HttpCheck {
 
     /// One check, following redirects.
     pub(crate) async fn run(&self, tls: &TlsConnector) -> Outcome {
-        let mut url = self.url.clone();
-        let mut method = self.method.clone();
+        // The first hop borrows what was prepared; only redirects build anew.
+        let mut url = Cow::Borrowed(&self.url);
+        let method = self.method;
         let mut hop = Hop {
-            target: self.target.clone(),
-            host: self.host.clone(),
-            sni: self.sni.clone(),
+            request: Cow::Borrowed(&*self.request),
+            sni: self.sni.as_ref(),
         };
         for redirects in 0..=MAX_REDIRECTS {
-            let response = match self.fetch(tls, &url, &method, hop).await {
+            let response = match self.fetch(tls, &url, hop).await {
                 Ok(r) => r,
                 Err(e) => return Outcome::down(e),
             };
@@ -124,34 +111,29 @@ impl HttpCheck {
                 && let Some(location) = response.location
             {
                 url = match url.join(&location) {
-                    Ok(next) => next,
+                    Ok(next) => Cow::Owned(next),
                     Err(e) => {
-                        return Outcome::down(format!("{} to bad Location: {e}", line(status)));
+                        return Outcome::down(format!("{} to bad Location: {e}", response.line));
                     }
                 };
-                if status == StatusCode::SEE_OTHER && method != Method::HEAD {
-                    method = Method::GET;
-                }
+                // LWP turns a 303 into a GET unless it was a HEAD; the checks only send those
+                // two, so the method never changes.
                 // LWP drops the Host header on redirect: it comes from the new URL.
-                hop = Hop {
-                    target: match request_target(&url, self.proxied(&url)) {
-                        Ok(t) => t,
-                        Err(e) => return Outcome::down(format!("bad Location: {e}")),
-                    },
-                    host: None,
-                    sni: None,
+                hop = match self.hop_to(&url, method) {
+                    Ok(hop) => hop,
+                    Err(e) => return Outcome::down(format!("bad Location: {e}")),
                 };
                 continue;
             }
             if !status.is_success() {
-                return Outcome::down(line(status));
+                return Outcome::down(response.line);
             }
             return match &self.receive {
-                None => Outcome::up(line(status)),
+                None => Outcome::up(response.line),
                 Some(receive) if receive.is_match(&String::from_utf8_lossy(&response.body)) => {
-                    Outcome::up(line(status))
+                    Outcome::up(response.line)
                 }
-                Some(_) => Outcome::down(format!("{}, but receive did not match", line(status))),
+                Some(_) => Outcome::down(format!("{}, but receive did not match", response.line)),
             };
         }
         unreachable!("the last round never follows a redirect")
@@ -161,95 +143,75 @@ impl HttpCheck {
         self.proxy.is_some() && url.scheme == Scheme::Http
     }
 
+    /// The request of a hop after a redirect: target and Host from the new URL.
+    fn hop_to(&self, url: &Url, method: HttpMethod) -> Result<Hop<'static>, String> {
+        let target = request_target(url, self.proxied(url))?;
+        let host = url.authority();
+        let host = HeaderValue::from_str(&host).map_err(|e| format!("Host {host:?}: {e}"))?;
+        Ok(Hop {
+            request: Cow::Owned(http1::request(method, &target, &host).into_vec()),
+            sni: None,
+        })
+    }
+
     /// One request and response on a new connection.
-    async fn fetch(
-        &self,
-        tls: &TlsConnector,
-        url: &Url,
-        method: &Method,
-        hop: Hop,
-    ) -> Result<Response, String> {
+    async fn fetch(&self, tls: &TlsConnector, url: &Url, hop: Hop<'_>) -> Result<Response, String> {
         let addr = match (self.proxy, self.proxied(url)) {
             (Some(proxy), true) => proxy,
             _ => resolve(&url.host, url.port).await?,
         };
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        // Once the whole response is read the connection is closed with a reset instead of a
-        // FIN exchange (as HAProxy closes its checks): the server has already answered and
-        // usually closed its side, and neither end keeps TIME_WAIT state for a probe.
-        let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
-        let host = match hop.host {
-            Some(h) => h,
-            None => HeaderValue::from_str(&url.authority()).map_err(|e| format!("Host: {e}"))?,
-        };
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(hop.target)
-            .header(HOST, host)
-            .header(USER_AGENT, AGENT)
-            .header(CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
+        let head = self.method == HttpMethod::Head;
+        let mut tcp = connect(addr).await?;
         match url.scheme {
-            Scheme::Http => exchange(tcp, request).await,
+            Scheme::Http => http1::exchange(&mut tcp, &hop.request, head).await,
             Scheme::Https => {
                 let name = match hop.sni {
-                    Some(name) => name,
+                    Some(name) => name.clone(),
                     None => server_name_of_host(&url.host)?,
                 };
                 // Boxed: a TLS stream is kilobytes; plain http checks should not carry it.
-                let stream = Box::pin(tls.connect(name, tcp))
+                let mut stream = Box::pin(tls.connect(name, tcp))
                     .await
                     .map_err(|e| format!("tls {addr}: {e}"))?;
-                Box::pin(exchange(stream, request)).await
+                Box::pin(http1::exchange(&mut stream, &hop.request, head)).await
             }
         }
     }
 }
 
-/// What changes from one hop to the next.
-struct Hop {
-    target: Uri,
-    host: Option<HeaderValue>,
-    sni: Option<ServerName<'static>>,
+/// A new connection to `addr`, set to end with a reset.
+///
+/// Once the whole response is read the connection is closed with a reset instead of a FIN
+/// exchange (as HAProxy closes its checks): the server has already answered and usually
+/// closed its side, and neither end keeps TIME_WAIT state for a probe. No shutdown(2) either:
+/// the socket is simply dropped.
+async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let failed = |e: std::io::Error| format!("connect {addr}: {e}");
+    let tcp = TcpStream::connect(addr).await.map_err(failed)?;
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+    Ok(tcp)
 }
 
-struct Response {
-    status: StatusCode,
-    location: Option<String>,
-    body: Vec<u8>,
+/// What changes from one hop to the next.
+struct Hop<'a> {
+    request: Cow<'a, [u8]>,
+    sni: Option<&'a ServerName<'static>>,
 }
 
 fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
 
-/// A status line as LWP's `status_line`: `200 OK`. The usual ones cost no allocation.
-fn line(status: StatusCode) -> Cow<'static, str> {
-    match status.as_u16() {
-        200 => "200 OK".into(),
-        204 => "204 No Content".into(),
-        301 => "301 Moved Permanently".into(),
-        302 => "302 Found".into(),
-        404 => "404 Not Found".into(),
-        500 => "500 Internal Server Error".into(),
-        503 => "503 Service Unavailable".into(),
-        code => match status.canonical_reason() {
-            Some(reason) => format!("{code} {reason}").into(),
-            None => code.to_string().into(),
-        },
-    }
-}
-
-fn request_target(url: &Url, absolute: bool) -> Result<Uri, String> {
+/// The request target: origin form, or absolute form through a proxy. Validated as a URI so
+/// that nothing but a target can reach the request line.
+fn request_target(url: &Url, absolute: bool) -> Result<String, String> {
     let text = if absolute {
         url.absolute()
     } else {
         url.path_and_query.clone()
     };
-    Uri::try_from(text).map_err(|e| e.to_string())
+    Uri::try_from(text.as_str()).map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -281,63 +243,6 @@ fn server_name_of_host(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_owned()).map_err(|e| format!("server name {host:?}: {e}"))
 }
 
-/// Sends `request` on `io` and reads the response, keeping a 2xx body. The connection is
-/// driven in this task (not spawned), so a check is one task and nothing outlives it.
-async fn exchange<T>(io: T, request: Request<Empty<Bytes>>) -> Result<Response, String>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("http: {e}"))?;
-    let read = async move {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("http: {e}"))?;
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = Vec::new();
-        if status.is_success() {
-            let mut incoming = response.into_body();
-            while let Some(frame) = incoming.frame().await {
-                let frame = frame.map_err(|e| format!("http body: {e}"))?;
-                if let Ok(data) = frame.into_data() {
-                    let room = MAX_BODY_BYTES.saturating_sub(body.len());
-                    body.extend_from_slice(&data[..data.len().min(room)]);
-                }
-            }
-        }
-        Ok(Response {
-            status,
-            location,
-            body,
-        })
-    };
-    // Without shutdown: when the exchange is over the socket is simply dropped (see the
-    // linger setting in `fetch`), saving a shutdown(2) per check.
-    let conn = conn.without_shutdown();
-    tokio::pin!(conn);
-    tokio::pin!(read);
-    tokio::select! {
-        biased;
-        result = &mut read => result,
-        // The connection can finish first (the server closed after the response); the
-        // response and any buffered body are still there to read.
-        finished = &mut conn => {
-            let result = read.await;
-            match (result, finished) {
-                (Err(_), Err(e)) => Err(format!("http: {e}")),
-                (result, _) => result,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,15 +258,29 @@ mod tests {
         s
     }
 
+    fn request_line_and_host(c: &HttpCheck) -> (String, String) {
+        let text = String::from_utf8(c.request.to_vec()).unwrap();
+        let mut lines = text.lines();
+        let request_line = lines.next().unwrap().to_owned();
+        let host = lines.next().unwrap().to_owned();
+        (request_line, host)
+    }
+
     #[test]
     fn host_is_virtualhost_or_the_real_address() {
         let c = HttpCheck::new(&spec(Service::Http, "/")).unwrap();
-        assert_eq!(c.host.unwrap(), "10.0.0.1");
-        assert_eq!(c.target, "/");
+        assert_eq!(
+            request_line_and_host(&c),
+            ("GET / HTTP/1.1".into(), "Host: 10.0.0.1".into())
+        );
         let mut s = spec(Service::Https, "/x");
         s.virtualhost = Some("www.example.com".into());
+        s.http_method = HttpMethod::Head;
         let c = HttpCheck::new(&s).unwrap();
-        assert_eq!(c.host.unwrap(), "www.example.com");
+        assert_eq!(
+            request_line_and_host(&c),
+            ("HEAD /x HTTP/1.1".into(), "Host: www.example.com".into())
+        );
         assert_eq!(
             c.sni,
             Some(ServerName::try_from("www.example.com").unwrap())
@@ -372,8 +291,28 @@ mod tests {
     fn proxy_sends_absolute_form_to_the_real() {
         let c = HttpCheck::new(&spec(Service::HttpProxy, "http://origin.test/p")).unwrap();
         assert_eq!(c.proxy, Some("10.0.0.1:8080".parse().unwrap()));
-        assert_eq!(c.target, "http://origin.test/p");
-        assert!(c.host.is_none());
+        assert_eq!(
+            request_line_and_host(&c),
+            (
+                "GET http://origin.test/p HTTP/1.1".into(),
+                "Host: origin.test".into()
+            )
+        );
+    }
+
+    #[test]
+    fn nothing_but_a_target_reaches_the_request_line() {
+        let mut s = spec(Service::Http, "/a b");
+        assert!(matches!(
+            HttpCheck::new(&s),
+            Err(CheckError::InvalidRequest { .. })
+        ));
+        s.request = "/".into();
+        s.virtualhost = Some("evil\r\nX: 1".into());
+        assert!(matches!(
+            HttpCheck::new(&s),
+            Err(CheckError::InvalidRequest { .. })
+        ));
     }
 
     #[test]
@@ -386,12 +325,5 @@ mod tests {
             server_name_of_host("[::1]"),
             Ok(ServerName::IpAddress(_))
         ));
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(line(StatusCode::OK), "200 OK");
-        assert_eq!(line(StatusCode::from_u16(599).unwrap()), "599");
-        assert_eq!(line(StatusCode::IM_A_TEAPOT), "418 I'm a teapot");
     }
 }

@@ -45,8 +45,8 @@
 //! * `combined`: the `checktype = N` sequencing (pure).
 //! * `maintenance`: `maintenancedir` file names and lookup.
 //! * Probes, one module per kind: `tcp` (connect, simpletcp), `http` (http, https,
-//!   http_proxy; TLS settings and the trusted CAs, [`TrustedCas`], in `tls`), `dns`, `ping`,
-//!   `external` (external, external-perl).
+//!   http_proxy; HTTP/1.1 on the wire in `http1`; TLS settings and the trusted CAs,
+//!   [`TrustedCas`], in `tls`), `dns`, `ping`, `external` (external, external-perl).
 //! * `url` (check URLs, redirects) and `receive` (Perl-compatible `receive` patterns): pure
 //!   helpers of the probes.
 //! * `outcome`: [`CheckOutcome`], one round's verdict and reason.
@@ -59,6 +59,7 @@ mod dns;
 mod error;
 mod external;
 mod http;
+mod http1;
 mod maintenance;
 mod outcome;
 mod ping;

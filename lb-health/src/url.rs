@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use hyper::Uri;
+use http::Uri;
 
 use crate::error::CheckError;
 use crate::spec::{Service, bracketed};

@@ -159,6 +159,43 @@ async fn redirect_loops_stop_after_seven() {
     assert_eq!(*count.lock().unwrap(), 8, "the request and 7 redirects");
 }
 
+#[tokio::test]
+async fn chunked_body_from_hyper_is_matched() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        // A body of unknown length: hyper sends it chunked, in two chunks.
+                        let (mut tx, body) = http_body_util::Channel::<Bytes>::new(2);
+                        tokio::spawn(async move {
+                            let _ = tx.send_data(Bytes::from_static(b"status: ")).await;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let _ = tx.send_data(Bytes::from_static(b"healthy\n")).await;
+                        });
+                        seen.lock().unwrap().push(());
+                        Ok::<_, std::convert::Infallible>(Response::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let mut spec = negotiate(addr, Service::Http);
+    spec.receive = "^status: healthy$".into();
+    let outcome = check_once(spec).await;
+    assert!(outcome.up, "{outcome:?}");
+    assert_eq!(requests.lock().unwrap().len(), 1);
+}
+
 /// A server that sends headers, then one body byte at a time, slower than the deadline.
 async fn slow_drip_server() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
