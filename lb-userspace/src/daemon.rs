@@ -78,11 +78,15 @@ pub fn open_backend(
 /// it implements, not too many reals); the message says why not. Called for every virtual at
 /// start, by `-t` and on reload.
 ///
-/// The lead fills this in when `backend::xdp` lands: `BackendKind::Xdp =>
-/// crate::backend::xdp::validate(service)`. Until then every service passes here (and the
-/// backend itself cannot be opened).
-pub fn validate_service(kind: BackendKind, service: &table::Service) -> Result<(), String> {
-    let _ = (kind, service);
+/// The lead fills this in now that `backend::xdp` has landed: `BackendKind::Xdp =>
+/// crate::backend::xdp::validate(key, service)` (the fallback is part of `service`). Until
+/// then every service passes here.
+pub fn validate_service(
+    kind: BackendKind,
+    key: &table::ServiceKey,
+    service: &table::Service,
+) -> Result<(), String> {
+    let _ = (kind, key, service);
     Ok(())
 }
 
@@ -100,9 +104,10 @@ pub fn preflight(config: &Config, overrides: &BackendOverrides) -> Result<(), Co
     }
     let kind = overrides.backend(config);
     for vs in &config.virtuals {
-        // Every real as if up, so the backend sees all of them.
-        let service = desired::service(vs, |_| Health::Up);
-        if let Err(message) = validate_service(kind, &service) {
+        // Every real as if up, so the backend sees all of them, and the fallback as well.
+        let mut service = desired::service(vs, |_| Health::Up);
+        service.fallback = desired::fallback_entry(vs);
+        if let Err(message) = validate_service(kind, &service_key(vs), &service) {
             return Err(invalid(checks::error(
                 vs.line,
                 format!("virtual service {}: {message}", vs.id),
