@@ -139,17 +139,26 @@ fn status_of_a_stopped_instance_is_3() {
     );
 }
 
+/// A child killed when the test ends, passed or not.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_stale_pid_file_is_status_1() {
     let site = Site::good("stale");
     // A live process that is not xdirectord (nor ldirectord).
-    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let sleeper = Sleeper(Command::new("sleep").arg("60").spawn().unwrap());
     for program in ["xdirectord", "ldirectord"] {
-        std::fs::write(site.pid_file(program), format!("{}\n", sleeper.id())).unwrap();
+        std::fs::write(site.pid_file(program), format!("{}\n", sleeper.0.id())).unwrap();
     }
     let out = same_as_ldirectord(&[site.arg(), "status"], true);
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
+    drop(sleeper);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
