@@ -326,13 +326,15 @@ async fn one(n: usize, args: &Args) -> serde_json::Value {
     let all_up_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let before = handle.snapshot().await.expect("running").stats;
+    let before = handle.snapshot().await.expect("running");
+    let (before, runner_before) = (before.stats, before.runner);
     let cpu_before = cpu_seconds();
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let wall = window.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
-    let after = handle.snapshot().await.expect("running").stats;
+    let after = handle.snapshot().await.expect("running");
+    let (after, runner_after) = (after.stats, after.runner);
     let peak_rss_mib = peak_rss_kib() as f64 / 1024.0;
 
     // Failures, one at a time, spread over the reals.
@@ -394,6 +396,9 @@ async fn one(n: usize, args: &Args) -> serde_json::Value {
         "checktype": args.checktype,
         "removal_result_to_apply_ms": director_ms,
         "result_to_apply_max_ms": last.result_to_apply_max_us as f64 / 1000.0,
+        "late_rounds_in_window": runner_after.overran - runner_before.overran,
+        "waited_for_slot_in_window": runner_after.waited_for_slot - runner_before.waited_for_slot,
+        "load_average_1m": load_average(),
         "applies": last.applies,
     })
 }
@@ -420,4 +425,12 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The machine's 1-minute load average: the figures depend on what else runs.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }

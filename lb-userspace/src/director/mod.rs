@@ -20,7 +20,7 @@ mod tests;
 use std::time::Duration;
 
 use lb_config::Config;
-use lb_health::{CheckResult, HealthRunner, RunnerConfig};
+use lb_health::{CheckResult, HealthRunner, RunnerConfig, RunnerStats};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,8 @@ pub struct Snapshot {
     pub stats: DirectorStats,
     /// Distinct checks lb-health runs.
     pub checks: usize,
+    /// lb-health's counters (rounds, late rounds, waits for an in-flight slot).
+    pub runner: RunnerStats,
 }
 
 enum Request {
@@ -342,6 +344,7 @@ impl Director {
             started: self.core.started(),
             stats: self.stats,
             checks: self.runner.len(),
+            runner: self.runner.stats(),
         }
     }
 }
