@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alert::{Alerts, Mailer};
-use crate::backend::{Backend, BackendError};
+use crate::backend::{
+    Backend, BackendError,
+    xdp::{XdpBackend, XdpMode, XdpOptions},
+};
 use crate::director::desired::service_key;
 use crate::director::{
     Director, DirectorHandle, DirectorSettings, Health, Snapshot, checks, desired,
@@ -55,21 +58,25 @@ impl BackendOverrides {
 }
 
 /// Opens the data plane the configuration asks for. THE place the backends are constructed.
-///
-/// The lead fills this in when `backend::xdp` lands:
-/// `XdpBackend::open(&XdpOptions { config_name: config.name.clone(), interfaces:
-/// overrides.interfaces(config), mode })` for [`BackendKind::Xdp`] (mode from
-/// `config.global.xdpmode`, native by default), and the IPVS backend when there is one.
 pub fn open_backend(
     config: &Config,
     overrides: &BackendOverrides,
 ) -> Result<Box<dyn Backend>, BackendError> {
     match overrides.backend(config) {
-        BackendKind::Xdp => Err(BackendError::Unsupported(
-            "xdp backend not built yet".to_string(),
-        )),
+        BackendKind::Xdp => {
+            let mode = match config.global.xdpmode {
+                Some(lb_config::XdpMode::Generic) => XdpMode::Generic,
+                _ => XdpMode::Native,
+            };
+            let options = XdpOptions {
+                config_name: config.name.clone(),
+                interfaces: overrides.interfaces(config),
+                mode,
+            };
+            Ok(Box::new(XdpBackend::open(&options)?))
+        }
         BackendKind::Ipvs => Err(BackendError::Unsupported(
-            "ipvs backend not built yet".to_string(),
+            "the IPVS backend is not built yet: use backend = xdp".to_string(),
         )),
     }
 }
@@ -77,17 +84,17 @@ pub fn open_backend(
 /// Whether the backend in force can hold `service` (a scheduler it knows, forwarding methods
 /// it implements, not too many reals); the message says why not. Called for every virtual at
 /// start, by `-t` and on reload.
-///
-/// The lead fills this in now that `backend::xdp` has landed: `BackendKind::Xdp =>
-/// crate::backend::xdp::validate(key, service)` (the fallback is part of `service`). Until
-/// then every service passes here.
 pub fn validate_service(
     kind: BackendKind,
     key: &table::ServiceKey,
     service: &table::Service,
 ) -> Result<(), String> {
-    let _ = (kind, key, service);
-    Ok(())
+    match kind {
+        BackendKind::Xdp => crate::backend::xdp::validate(key, service),
+        BackendKind::Ipvs => {
+            Err("the IPVS backend is not built yet: use backend = xdp".to_string())
+        }
+    }
 }
 
 /// The checks xdirectord makes before it uses a configuration, beyond lb-config's: every

@@ -2,9 +2,6 @@
 //! foreground modes, with ldirectord's exit codes and messages. The daemon runs in a network
 //! namespace made by the test, on a veth pair there (the configuration's `interface`), as it
 //! would under `ip netns exec` on a real director.
-//!
-//! These need the XDP backend (`daemon::open_backend`): they wait for it, and must pass once
-//! it exists. Run them with `cargo test -p lb-userspace --test cli_daemon -- --ignored`.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -180,7 +177,6 @@ fn stderr(out: &Output) -> String {
 }
 
 #[test]
-#[ignore = "waits for the XDP backend (daemon::open_backend)"]
 fn start_status_reload_restart_stop() {
     let netns = Netns::new("life");
     let site = Site::new("life", "");
@@ -243,7 +239,6 @@ fn start_status_reload_restart_stop() {
 }
 
 #[test]
-#[ignore = "waits for the XDP backend (daemon::open_backend)"]
 fn a_bad_reload_keeps_the_daemon_serving() {
     let netns = Netns::new("badreload");
     let site = Site::new("badreload", "");
@@ -280,7 +275,6 @@ fn a_bad_reload_keeps_the_daemon_serving() {
 }
 
 #[test]
-#[ignore = "waits for the XDP backend (daemon::open_backend)"]
 fn foreground_with_dash_d_logs_to_stderr_and_stops_on_term() {
     let netns = Netns::new("fg");
     let site = Site::new("fg", "");
@@ -321,7 +315,6 @@ fn foreground_with_dash_d_logs_to_stderr_and_stops_on_term() {
 }
 
 #[test]
-#[ignore = "waits for the XDP backend (daemon::open_backend)"]
 fn supervised_stays_in_the_foreground_and_logs_to_stdout() {
     let netns = Netns::new("sup");
     let site = Site::new("sup", "supervised=yes\n");
@@ -358,7 +351,6 @@ fn supervised_stays_in_the_foreground_and_logs_to_stdout() {
 }
 
 #[test]
-#[ignore = "waits for the XDP backend (daemon::open_backend)"]
 fn execute_starts_and_stops_further_instances() {
     let netns = Netns::new("exec");
     let other = Site::on("xdt1", "exec-other", "");
@@ -396,7 +388,6 @@ fn execute_starts_and_stops_further_instances() {
 }
 
 #[test]
-#[ignore = "waits for the XDP backend (daemon::open_backend)"]
 fn a_configuration_named_relative_to_the_shell_is_reread_after_daemonising() {
     let netns = Netns::new("relative");
     let site = Site::new("relative", "");

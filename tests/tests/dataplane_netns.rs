@@ -179,7 +179,9 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
     assert_eq!(live[0].stats.in_packets, 5);
     assert_eq!(live[0].stats.conns, 3);
 
-    backend.close(true).expect("clean stop");
+    // A clean stop: nothing left to forward, then the agent exits.
+    backend.apply(&DesiredTable::default()).expect("apply");
+    backend.shutdown().expect("shutdown");
     assert!(
         !pin_dir(&config_name).unwrap().exists(),
         "pins left after a clean stop"

@@ -41,4 +41,17 @@ pub trait Backend: Send {
     /// Services the data plane holds that `table` lacks are removed. On error, what was applied
     /// before the failing service stays applied; calling again with the same table retries.
     fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError>;
+
+    /// Called about once a second: follows what the backend watches itself (for XDP, where the
+    /// reals are as the kernel's neighbour and routing tables change, and idle flows).
+    fn refresh(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// The agent is exiting, after its last `apply`. A backend whose data plane then holds
+    /// nothing may remove it entirely; one that still holds services (`cleanstop = no`) leaves
+    /// them forwarding for the next agent.
+    fn shutdown(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }

@@ -235,6 +235,9 @@ impl Director {
                 _ = resend.tick() => {
                     let fx = self.core.resend(std::time::Instant::now());
                     self.perform(fx);
+                    if let Err(e) = self.backend.refresh() {
+                        self.settings.logger.log(format!("Failed to refresh the data plane: {e}"));
+                    }
                 }
             }
         }
@@ -279,6 +282,11 @@ impl Director {
             self.settings
                 .logger
                 .log(format!("Failed to clean the data plane on stop: {e}"));
+        }
+        if let Err(e) = self.backend.shutdown() {
+            self.settings
+                .logger
+                .log(format!("Failed to close the data plane on stop: {e}"));
         }
         let mut fx = fx;
         // Already applied (or deliberately not); only the messages remain.

@@ -121,9 +121,12 @@ fn is_bpffs(path: &Path) -> bool {
     unsafe { libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == BPF_FS_MAGIC }
 }
 
-/// `<bpffs>/xdirectord/<config name>`.
+/// `<bpffs>/xdirectord/<config name>`, with every `.` of the name written `_`: bpffs refuses
+/// names with dots (`ldirectord.cf` pins under `ldirectord_cf`).
 pub fn pin_dir(config_name: &str) -> io::Result<PathBuf> {
-    Ok(bpffs_root()?.join("xdirectord").join(config_name))
+    Ok(bpffs_root()?
+        .join("xdirectord")
+        .join(config_name.replace('.', "_")))
 }
 
 /// A name for this build's program, so a restart can tell whether the pinned program is its own.
@@ -231,10 +234,25 @@ impl XdpBackend {
         })
     }
 
+    /// The maps, for reading counters.
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+}
+
+impl Backend for XdpBackend {
+    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
+        self.paths
+            .refresh()
+            .map_err(system("reading routes and neighbours"))?;
+        self.dataplane.apply(table, &mut self.paths)?;
+        self.last = table.clone();
+        Ok(())
+    }
+
     /// Looks up every real's path again and applies the last table if one changed (a neighbour
-    /// resolved or moved, a route changed); every ten seconds, also expires idle flows. The agent
-    /// calls this every second.
-    pub fn refresh(&mut self) -> Result<(), BackendError> {
+    /// resolved or moved, a route changed); every ten seconds, also expires idle flows.
+    fn refresh(&mut self) -> Result<(), BackendError> {
         let table = self.last.clone();
         self.apply(&table)?;
         if self
@@ -247,32 +265,15 @@ impl XdpBackend {
         Ok(())
     }
 
-    /// The maps, for reading counters.
-    pub fn dataplane(&self) -> &Dataplane {
-        &self.dataplane
-    }
-
-    /// Stops: with `clean`, removes every virtual service, detaches the program and removes the
-    /// pins; without, leaves everything forwarding for the next agent.
-    pub fn close(mut self, clean: bool) -> Result<(), BackendError> {
-        if !clean {
+    /// With nothing left to forward (every virtual stopped with `cleanstop = yes`), detaches the
+    /// program and removes the pins; otherwise leaves everything forwarding for the next agent.
+    fn shutdown(&mut self) -> Result<(), BackendError> {
+        if !self.last.services.is_empty() {
             return Ok(());
         }
-        self.apply(&DesiredTable::default())?;
         remove_pins(&self.pin_dir, |_| true)?;
         std::fs::remove_dir(&self.pin_dir)
             .map_err(system(format!("removing {}", self.pin_dir.display())))
-    }
-}
-
-impl Backend for XdpBackend {
-    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
-        self.paths
-            .refresh()
-            .map_err(system("reading routes and neighbours"))?;
-        self.dataplane.apply(table, &mut self.paths)?;
-        self.last = table.clone();
-        Ok(())
     }
 }
 
