@@ -29,12 +29,9 @@ use crate::daemon::{Agent, AgentSettings, open_backend, preflight};
 use crate::hooks::{InstanceCommand, instances_blocking};
 use crate::log::{LogSink, Logger, TracingBridge};
 
-/// `xdirectord show`: THE place the `show` module is called from. The lead fills this in with
-/// `crate::show::run(config, stats, json)` when it lands.
+/// `xdirectord show`: the live table, from the data plane's pinned maps.
 pub fn show(config: Option<&str>, stats: bool, json: bool) -> i32 {
-    let _ = (config, stats, json);
-    eprintln!("xdirectord: show is not built yet");
-    1
+    crate::show::run(config, stats, json)
 }
 
 /// ldirectord's `ld_exit`: a non-zero status (or any, with `-d`) is logged with its reason.
