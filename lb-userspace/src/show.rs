@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::{
     backend::xdp::{Dataplane, live::LiveService, maps::Maps, pin_dir},
+    control::pidfile::{PidFile, PidState},
     table::{ServiceKey, SocketText},
 };
 
@@ -25,21 +26,20 @@ pub fn run(config: Option<&str>, stats: bool, json: bool) -> i32 {
     let name = lb_config::config_name(config.map(OsStr::new));
     match read(&name) {
         Ok((services, global)) => {
-            if json {
+            let text = if json {
                 let snapshot = Snapshot {
                     config: &name,
                     services: &services,
                     global,
                 };
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&snapshot).expect("serialisable")
-                );
+                serde_json::to_string_pretty(&snapshot).expect("serialisable") + "\n"
             } else if stats {
-                print!("{}", format_stats(&services));
+                format_stats(&services)
             } else {
-                print!("{}", format_table(&services));
-            }
+                format_table(&services)
+            };
+            // A reader that went away (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
             0
         }
         Err(message) => {
@@ -49,8 +49,28 @@ pub fn run(config: Option<&str>, stats: bool, json: bool) -> i32 {
     }
 }
 
-fn read(name: &str) -> Result<(Vec<LiveService>, lb_common::stats::GlobalStats), String> {
+/// Where the data plane of configuration `name` is pinned: in this process's bpffs, or, for an
+/// agent started under `ip netns exec` (whose bpffs is a mount of its own, when the host's is out
+/// of reach), in the running agent's.
+fn find_pins(name: &str) -> Result<std::path::PathBuf, String> {
     let dir = pin_dir(name).map_err(|e| format!("bpffs: {e}"))?;
+    if dir.exists() {
+        return Ok(dir);
+    }
+    if let PidState::Running(pid) = PidFile::for_config(name).read() {
+        let root = std::path::Path::new("/proc")
+            .join(pid.to_string())
+            .join("root");
+        let theirs = root.join(dir.strip_prefix("/").unwrap_or(&dir));
+        if theirs.exists() {
+            return Ok(theirs);
+        }
+    }
+    Ok(dir)
+}
+
+fn read(name: &str) -> Result<(Vec<LiveService>, lb_common::stats::GlobalStats), String> {
+    let dir = find_pins(name)?;
     if !dir.exists() {
         return Err(format!(
             "no data plane for configuration {name}: nothing is pinned in {} (is xdirectord started?)",

@@ -424,7 +424,22 @@ fn wire(host: Host, xdp_pass: &str) -> Result<()> {
             // The director owns the VIPs on the wire: it answers ARP and neighbour solicitation
             // for them, and with no balancer attached its own stack serves them.
             add_addr(ns, HOST_IF, &format!("{VIP}/32"))?;
-            add_addr(ns, HOST_IF, &format!("{VIP6}/128"))?;
+            // Deprecated (preferred lifetime 0), so the director never picks VIP6 as the source
+            // of its own connections: a health check from VIP6 would be answered to the real's
+            // own `lo`. (IPv4 prefers the primary address of the subnet already.)
+            ip_in(
+                ns,
+                &[
+                    "address",
+                    "add",
+                    &format!("{VIP6}/128"),
+                    "dev",
+                    HOST_IF,
+                    "nodad",
+                    "preferred_lft",
+                    "0",
+                ],
+            )?;
         }
         Role::Real => {
             // Direct routing delivers frames addressed to the VIP unchanged: the real accepts them
