@@ -9,7 +9,9 @@ use crate::run;
 /// The data plane: ns per packet of the balancer against a bare XDP_TX program
 /// (`tests/src/bin/dataplane-bench.rs`), written to `target/bench/dataplane.json`.
 pub fn dataplane() -> Result<()> {
-    println!("bench: data plane (BPF_PROG_TEST_RUN, JIT on, side by side with a bare XDP_TX program)");
+    println!(
+        "bench: data plane (BPF_PROG_TEST_RUN, JIT on, side by side with a bare XDP_TX program)"
+    );
     // The figures are the kernel's: a debug build of the harness measures the same.
     run(Command::new("cargo").args([
         "run",

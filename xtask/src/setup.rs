@@ -9,14 +9,14 @@ use crate::{capture, run};
 
 /// Debian packages the build, the tests, the lab and the benchmarks use.
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "bpftool",    // map and program inspection in tests and docs
-    "iproute2",   // ip netns / link / neigh for the namespace tests and the lab
-    "ethtool",    // checksum offload off on test veths
-    "curl",       // the demo's client
-    "ldirectord", // the reference implementation the configuration tests compare against
-    "ipvsadm",    // `ipvsadm -L -n` layout reference
-    "tcpdump",    // debugging the lab
-    "python3",    // the lab's web servers
+    "bpftool",         // map and program inspection in tests and docs
+    "iproute2",        // ip netns / link / neigh for the namespace tests and the lab
+    "ethtool",         // checksum offload off on test veths
+    "curl",            // the demo's client
+    "ldirectord",      // the reference implementation the configuration tests compare against
+    "ipvsadm",         // `ipvsadm -L -n` layout reference
+    "tcpdump",         // debugging the lab
+    "python3",         // the lab's web servers
     "ca-certificates", // the CA store https health checks verify against, as ldirectord's
 ];
 
