@@ -46,7 +46,8 @@ fn main() -> Result<()> {
         }
         "bench" => {
             setup::setup()?;
-            bench::dataplane()
+            bench::dataplane()?;
+            xtask::bench_checks::bench_checks()
         }
         "lab" => lab_command(rest),
         // Not in USAGE: `lab up` runs the lab's web servers as this binary's children.
