@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! cargo run --release -p lb-health --example check-bench -- [--checks N] [--seconds T]
-//!     [--interval-ms MS] [--runtime multi|current] [--own-thread] [--receive REGEX]
+//!     [--interval-ms MS] [--runtime multi|current] [--own-thread | --caller-thread]
+//!     [--receive REGEX]
 //! ```
 //!
 //! `--runtime` is the flavour of the runtime the runner is created in (the agent's);
-//! `--own-thread` sets [`RunnerConfig::own_thread`]; `--receive ''` checks without a pattern.
+//! `--own-thread` (the default, as [`RunnerConfig::default`]) and `--caller-thread` set
+//! [`RunnerConfig::own_thread`]; `--receive ''` checks without a pattern.
 //!
 //! Starts N hyper HTTP servers on 127.0.0.1 (one port each) in a child process, so their CPU is
 //! not counted as ours, then runs N `checktype = negotiate`, `service = http` checks (receive
@@ -50,7 +52,7 @@ fn parse_args() -> Args {
         seconds: 10,
         interval: Duration::from_secs(1),
         current_thread: false,
-        own_thread: false,
+        own_thread: RunnerConfig::default().own_thread,
         receive: "status: ok".to_owned(),
         serve: None,
         niced: false,
@@ -68,6 +70,7 @@ fn parse_args() -> Args {
             "--interval-ms" => args.interval = Duration::from_millis(value()),
             "--serve" => args.serve = Some(value() as usize),
             "--own-thread" => args.own_thread = true,
+            "--caller-thread" => args.own_thread = false,
             "--runtime" => match it.next().as_deref() {
                 Some("multi") => args.current_thread = false,
                 Some("current") => args.current_thread = true,
@@ -84,7 +87,8 @@ fn usage(flag: &str) -> ! {
     eprintln!(
         "check-bench: bad argument {flag:?}\n\
          usage: check-bench [--checks N] [--seconds T] [--interval-ms MS]\n\
-         \x20                  [--runtime multi|current] [--own-thread] [--receive REGEX]"
+         \x20                  [--runtime multi|current] [--own-thread | --caller-thread]\n\
+         \x20                  [--receive REGEX]"
     );
     std::process::exit(2)
 }
@@ -237,6 +241,8 @@ async fn bench(args: Args) {
         "results_down": down,
         "waited_for_slot": end_stats.waited_for_slot,
         "overran": end_stats.overran,
+        "results_waited": end_stats.results_waited,
+        "rounds_held": end_stats.rounds_held,
         "server_process_cpu_share": server_cpu / wall,
     });
     println!("{report}");

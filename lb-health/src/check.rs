@@ -38,6 +38,8 @@ struct ProbesInner {
     /// Check commands fork and exec; 10,000 of them at once would exhaust the process table
     /// and the CPU before any timed out. Commands wait for a slot, outside their timeout.
     processes: Semaphore,
+    /// The maintenance directories' listings, read once for all checks.
+    maintenance: maintenance::Listings,
 }
 
 impl std::fmt::Debug for ProbesInner {
@@ -62,6 +64,7 @@ impl Probes {
                 tls: TlsConnector::from(tls::client_config(trusted)),
                 pinger: Pinger::default(),
                 processes: Semaphore::new(max_processes.max(1)),
+                maintenance: maintenance::Listings::default(),
             }),
         }
     }
@@ -155,7 +158,7 @@ impl Checker {
     pub async fn check(&mut self, probes: &Probes) -> Option<CheckOutcome> {
         let spec = &self.spec;
         if let Some(dir) = &spec.maintenance_dir {
-            let found = Box::pin(maintenance::find(
+            let found = Box::pin(probes.inner.maintenance.find(
                 dir,
                 spec.real.ip(),
                 spec.real.port(),

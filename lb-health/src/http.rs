@@ -45,6 +45,8 @@ pub(crate) struct HttpCheck {
     url: Url,
     /// The first hop's request, ready to write.
     request: Box<[u8]>,
+    /// Where the first hop connects, when that needs no name lookup.
+    addr: Option<SocketAddr>,
     /// TLS server name of the first hop when `virtualhost` is set.
     sni: Option<ServerName<'static>>,
     method: HttpMethod,
@@ -81,8 +83,18 @@ impl HttpCheck {
         } else {
             Some(Receive::new(&spec.receive)?)
         };
+        // As `fetch` chooses: the proxy for http URLs, else the URL's own address.
+        let addr = match proxy {
+            Some(proxy) if url.scheme == Scheme::Http => Some(proxy),
+            _ => url
+                .host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, url.port)),
+        };
         Ok(HttpCheck {
             request: http1::request(spec.http_method, &target, &host),
+            addr,
             url,
             sni,
             method: spec.http_method,
@@ -98,6 +110,7 @@ impl HttpCheck {
         let method = self.method;
         let mut hop = Hop {
             request: Cow::Borrowed(&*self.request),
+            addr: self.addr,
             sni: self.sni.as_ref(),
         };
         for redirects in 0..=MAX_REDIRECTS {
@@ -150,21 +163,35 @@ impl HttpCheck {
         let host = HeaderValue::from_str(&host).map_err(|e| format!("Host {host:?}: {e}"))?;
         Ok(Hop {
             request: Cow::Owned(http1::request(method, &target, &host).into_vec()),
+            addr: None,
             sni: None,
         })
     }
 
     /// One request and response on a new connection.
     async fn fetch(&self, tls: &TlsConnector, url: &Url, hop: Hop<'_>) -> Result<Response, String> {
-        let addr = match (self.proxy, self.proxied(url)) {
-            (Some(proxy), true) => proxy,
+        let addr = match (hop.addr, self.proxy, self.proxied(url)) {
+            (Some(addr), _, _) => addr,
+            (None, Some(proxy), true) => proxy,
             _ => resolve(&url.host, url.port).await?,
         };
         let head = self.method == HttpMethod::Head;
         let mut tcp = connect(addr).await?;
         match url.scheme {
-            Scheme::Http => http1::exchange(&mut tcp, &hop.request, head).await,
+            Scheme::Http => {
+                // The first write waits for the connection, and fails if it was refused.
+                http1::send(&mut tcp, &hop.request)
+                    .await
+                    .map_err(|e| format!("connect {addr}: {e}"))?;
+                http1::receive(&mut tcp, head).await
+            }
             Scheme::Https => {
+                tcp.writable()
+                    .await
+                    .map_err(|e| format!("connect {addr}: {e}"))?;
+                if let Ok(Some(e)) = tcp.take_error() {
+                    return Err(format!("connect {addr}: {e}"));
+                }
                 let name = match hop.sni {
                     Some(name) => name.clone(),
                     None => server_name_of_host(&url.host)?,
@@ -179,22 +206,37 @@ impl HttpCheck {
     }
 }
 
-/// A new connection to `addr`, set to end with a reset.
+/// A connection to `addr` under way, set to end with a reset. The caller's first write waits
+/// until it is established (and fails if it was refused): one system call fewer per check
+/// than waiting for it here and asking the socket for its error.
 ///
 /// Once the whole response is read the connection is closed with a reset instead of a FIN
 /// exchange (as HAProxy closes its checks): the server has already answered and usually
 /// closed its side, and neither end keeps TIME_WAIT state for a probe. No shutdown(2) either:
 /// the socket is simply dropped.
 async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    use socket2::{Domain, Protocol, Socket, Type};
     let failed = |e: std::io::Error| format!("connect {addr}: {e}");
-    let tcp = TcpStream::connect(addr).await.map_err(failed)?;
-    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
-    Ok(tcp)
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )
+    .map_err(failed)?;
+    let _ = socket.set_linger(Some(Duration::ZERO));
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(failed(e)),
+    }
+    TcpStream::from_std(socket.into()).map_err(failed)
 }
 
 /// What changes from one hop to the next.
 struct Hop<'a> {
     request: Cow<'a, [u8]>,
+    /// Known without a lookup (the first hop's).
+    addr: Option<SocketAddr>,
     sni: Option<&'a ServerName<'static>>,
 }
 

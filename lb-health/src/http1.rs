@@ -29,8 +29,12 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Headers parsed at most; more is an error, as in hyper (100).
 const MAX_HEADERS: usize = 100;
 
-/// How much to ask the kernel for at a time, and the buffer's first size: a check's response
-/// usually arrives whole in one read.
+/// The response buffer's first size: a check's response usually arrives whole in one read of
+/// a few hundred bytes. It grows by `READ_CHUNK` when more is needed. Small, because every
+/// probe waiting for its response holds one.
+const FIRST_READ: usize = 1024;
+
+/// How much more room to make when the buffer is full.
 const READ_CHUNK: usize = 4096;
 
 const AGENT: &str = "xdirectord health check (ldirectord compatible)";
@@ -73,13 +77,28 @@ pub(crate) async fn exchange<T>(io: &mut T, request: &[u8], head: bool) -> Resul
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    io.write_all(request)
+    send(io, request)
         .await
         .map_err(|e| format!("http request: {e}"))?;
-    // A TLS stream holds written data until flushed; a TCP stream does nothing here.
-    io.flush().await.map_err(|e| format!("http request: {e}"))?;
+    receive(io, head).await
+}
 
-    let mut buf = Vec::with_capacity(READ_CHUNK);
+/// Writes the whole request.
+pub(crate) async fn send<T>(io: &mut T, request: &[u8]) -> std::io::Result<()>
+where
+    T: AsyncWrite + Unpin,
+{
+    io.write_all(request).await?;
+    // A TLS stream holds written data until flushed; a TCP stream does nothing here.
+    io.flush().await
+}
+
+/// Reads the response to a request sent; `head`: it was a HEAD request.
+pub(crate) async fn receive<T>(io: &mut T, head: bool) -> Result<Response, String>
+where
+    T: AsyncRead + Unpin,
+{
+    let mut buf = Vec::with_capacity(FIRST_READ);
     loop {
         let (head_len, parsed) = loop {
             if let Some(parsed) = parse_head(&buf)? {
@@ -274,7 +293,7 @@ async fn read_more<T>(io: &mut T, buf: &mut Vec<u8>) -> std::io::Result<usize>
 where
     T: AsyncRead + Unpin,
 {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+    if buf.capacity() - buf.len() < FIRST_READ / 4 {
         buf.reserve(READ_CHUNK);
     }
     io.read_buf(buf).await

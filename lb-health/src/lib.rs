@@ -41,6 +41,7 @@
 //!   dispatch by checktype and service, timeouts); [`Probes`], what all checks share.
 //! * `runner`: [`HealthRunner`], one task per distinct check, jittered schedule, dedup,
 //!   reload, limits, shutdown.
+//! * `report`: delivery of results to the agent, batched and bounded.
 //! * `schedule`: [`Jitter`], the pure timing rules.
 //! * `combined`: the `checktype = N` sequencing (pure).
 //! * `maintenance`: `maintenancedir` file names and lookup.
@@ -64,6 +65,7 @@ mod maintenance;
 mod outcome;
 mod ping;
 mod receive;
+mod report;
 mod runner;
 mod schedule;
 mod spec;
@@ -75,7 +77,8 @@ pub use check::{Checker, DEFAULT_MAX_PROCESSES, Probes};
 pub use error::CheckError;
 pub use outcome::CheckOutcome;
 pub use runner::{
-    CheckId, CheckResult, HealthRunner, Reload, RunnerConfig, RunnerStats, raise_nofile_limit,
+    CheckId, CheckResult, DEFAULT_MAX_IN_FLIGHT, HealthRunner, Reload, RunnerConfig, RunnerStats,
+    raise_nofile_limit,
 };
 pub use schedule::Jitter;
 pub use spec::{CheckSpec, CheckType, HttpMethod, Protocol, Service, VirtualServer, check_port};

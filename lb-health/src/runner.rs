@@ -5,12 +5,14 @@
 //!   task, and each completed round is reported once per key.
 //! * Reload: [`HealthRunner::replace`] diffs the new set against the running one by spec.
 //!   Unchanged checks keep their task, schedule and state (the combined counter), only their
-//!   keys are updated; removed ones are cancelled; new ones start with a random first delay.
+//!   keys are updated; removed ones are aborted; new ones start with a random first delay.
 //! * Limits: at most `max_in_flight` probes run at once so a mass outage cannot exhaust file
 //!   descriptors. A check that has to wait for a slot is counted in [`RunnerStats`] and logged
 //!   (at most every 10 s), never delayed silently.
-//! * Shutdown: a [`CancellationToken`] (a child of the agent's) stops every task at its next
-//!   await; [`HealthRunner::shutdown`] waits for them on a [`TaskTracker`].
+//! * Results: completed rounds are queued and sent to the agent in batches by one task
+//!   (`report`); a slow agent is counted, never silent.
+//! * Shutdown: a [`CancellationToken`] (a child of the agent's) aborts every task, which stops
+//!   at its next await; [`HealthRunner::shutdown`] waits for them on a [`TaskTracker`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::check::{Checker, DEFAULT_MAX_PROCESSES, Probes};
 use crate::error::CheckError;
 use crate::outcome::CheckOutcome;
+use crate::report::Reports;
 use crate::schedule::Jitter;
 use crate::spec::CheckSpec;
 use crate::tls::TrustedCas;
@@ -59,38 +63,49 @@ pub struct CheckResult<K> {
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub jitter: Jitter,
-    /// Probes running at once, at most. Each holds about one socket.
+    /// Probes running at once, at most. Each holds a socket and its buffers (about 2 KiB for
+    /// http, tens of KiB for https during the handshake), so this bounds the runner's memory
+    /// when reals answer slowly or not at all. A round that has to wait for a slot is counted
+    /// in [`RunnerStats::waited_for_slot`] and logged.
     pub max_in_flight: usize,
     /// External check commands running at once, at most.
     pub max_processes: usize,
     /// Run the checks on a thread of their own (a single-threaded tokio runtime, thread name
-    /// `lb-health`) instead of the caller's runtime. It keeps the agent's own work and the
-    /// checks from delaying each other, but caps the checks at one core, and every result
-    /// then wakes another thread. check-bench measured no clear CPU difference either way
-    /// (see docs/health-checks.md), so the default is off: checks run where the agent runs.
+    /// `lb-health`) instead of the caller's runtime. On by default: a single-threaded
+    /// runtime spends less CPU per check than a multi-threaded one (no work stealing, no
+    /// wake-ups between workers; check-bench, docs/health-checks.md), it keeps the agent's
+    /// own work and the checks from delaying each other, and one core is far more than
+    /// 10,000 checks a second need. Results reach the agent in batches (`report`).
     pub own_thread: bool,
     /// The CAs https checks trust: the system's store, as ldirectord on Debian.
     pub trusted_cas: TrustedCas,
 }
 
 impl Default for RunnerConfig {
-    /// Jitter defaults; `max_in_flight` from the open-file limit in force now (half of it, so
-    /// the rest of the agent keeps descriptors); call [`raise_nofile_limit`] first.
+    /// Jitter defaults; `max_in_flight` [`DEFAULT_MAX_IN_FLIGHT`], or less when the open-file
+    /// limit in force now is low (half of it, so the rest of the agent keeps descriptors;
+    /// call [`raise_nofile_limit`] first); checks on their own thread.
     fn default() -> RunnerConfig {
         RunnerConfig {
             jitter: Jitter::default(),
             max_in_flight: in_flight_for_nofile(nofile_limit()),
             max_processes: DEFAULT_MAX_PROCESSES,
-            own_thread: false,
+            own_thread: true,
             trusted_cas: TrustedCas::System,
         }
     }
 }
 
+/// Default for [`RunnerConfig::max_in_flight`]: far more than checks need in flight when reals
+/// answer (10,000 checks a second with a 10 ms answer are 100 in flight), and few enough that
+/// the runner stays under 100 MiB when they all hang mid-handshake. Reals that all time out
+/// (a blackholed network) then wait for slots: counted and logged, never silent.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
 fn in_flight_for_nofile(soft_limit: u64) -> usize {
     usize::try_from(soft_limit.saturating_sub(64) / 2)
         .unwrap_or(usize::MAX)
-        .clamp(16, 1 << 20)
+        .clamp(16, DEFAULT_MAX_IN_FLIGHT)
 }
 
 fn nofile_limit() -> u64 {
@@ -140,6 +155,11 @@ pub struct RunnerStats {
     /// Rounds that started later than their planned time because the previous one ran past
     /// it (a probe slower than `checkinterval`, e.g. timing out).
     pub overran: u64,
+    /// Results that found the agent's channel full: delivery waited for the agent.
+    pub results_waited: u64,
+    /// Rounds whose check waited before its next round because the agent had not taken the
+    /// results of many earlier rounds yet (a slow agent delays checks; this counts it).
+    pub rounds_held: u64,
 }
 
 #[derive(Default)]
@@ -157,7 +177,7 @@ struct Shared<K> {
     in_flight: Semaphore,
     max_in_flight: usize,
     jitter: Jitter,
-    results: mpsc::Sender<CheckResult<K>>,
+    reports: Reports<K>,
     counters: Counters,
     /// When the last "waited for a slot" warning was logged, and how many waits since.
     slot_warning: Mutex<(Option<Instant>, u64)>,
@@ -190,7 +210,16 @@ impl<K> Shared<K> {
 struct Running<K> {
     id: CheckId,
     keys: Arc<Mutex<Arc<[K]>>>,
-    cancel: CancellationToken,
+}
+
+/// How to stop each check task: aborting a task drops it at its next await, probes included,
+/// and costs nothing while it runs (a cancellation token would be polled at every wake-up).
+type Tasks = Arc<Mutex<HashMap<CheckId, AbortHandle>>>;
+
+fn abort_all(tasks: &Tasks) {
+    for (_, task) in tasks.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        task.abort();
+    }
 }
 
 /// What [`HealthRunner::replace`] did.
@@ -208,6 +237,7 @@ pub struct Reload<K> {
 pub struct HealthRunner<K> {
     running: HashMap<CheckSpec, Running<K>>,
     shared: Arc<Shared<K>>,
+    tasks: Tasks,
     cancel: CancellationToken,
     tracker: TaskTracker,
     runtime: Runtime,
@@ -283,17 +313,18 @@ where
         config: RunnerConfig,
         shutdown: &CancellationToken,
     ) -> HealthRunner<K> {
-        HealthRunner {
+        let runner = HealthRunner {
             running: HashMap::new(),
             shared: Arc::new(Shared {
                 probes: Probes::with_trusted_cas(config.max_processes, &config.trusted_cas),
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
                 max_in_flight: config.max_in_flight.max(1),
                 jitter: config.jitter,
-                results,
+                reports: Reports::new(results),
                 counters: Counters::default(),
                 slot_warning: Mutex::new((None, 0)),
             }),
+            tasks: Tasks::default(),
             cancel: shutdown.child_token(),
             tracker: TaskTracker::new(),
             runtime: if config.own_thread {
@@ -302,7 +333,23 @@ where
                 Runtime::current()
             },
             next_id: 1,
-        }
+        };
+        let shared = Arc::clone(&runner.shared);
+        let cancel = runner.cancel.clone();
+        runner.tracker.spawn_on(
+            async move { cancel.run_until_cancelled(shared.reports.deliver()).await },
+            &runner.runtime.handle,
+        );
+        // The agent's token stops every check.
+        let (cancel, tasks) = (runner.cancel.clone(), Arc::clone(&runner.tasks));
+        runner.tracker.spawn_on(
+            async move {
+                cancel.cancelled().await;
+                abort_all(&tasks);
+            },
+            &runner.runtime.handle,
+        );
+        runner
     }
 
     /// Makes `checks` the running set: keeps unchanged checks as they are, starts new ones,
@@ -327,13 +374,15 @@ where
         }
 
         let before = self.running.len();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         self.running.retain(|spec, running| {
             let keep = wanted.contains_key(spec);
-            if !keep {
-                running.cancel.cancel();
+            if !keep && let Some(task) = tasks.remove(&running.id) {
+                task.abort();
             }
             keep
         });
+        drop(tasks);
         let stopped = before - self.running.len();
 
         let (mut kept, mut started) = (0, 0);
@@ -366,7 +415,6 @@ where
         let id = CheckId(self.next_id);
         self.next_id += 1;
         let keys: Arc<Mutex<Arc<[K]>>> = Arc::new(Mutex::new(keys.into()));
-        let cancel = self.cancel.child_token();
         let first_delay = self
             .shared
             .jitter
@@ -376,11 +424,19 @@ where
             checker,
             keys: Arc::clone(&keys),
             shared: Arc::clone(&self.shared),
-            cancel: cancel.clone(),
         };
-        self.tracker
-            .spawn_on(task.run(first_delay), &self.runtime.handle);
-        self.running.insert(spec, Running { id, keys, cancel });
+        self.running.insert(spec, Running { id, keys });
+        // After the agent's token fired nothing starts: no one would abort it.
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let task = self
+            .tracker
+            .spawn_on(task.rounds(first_delay), &self.runtime.handle);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, task.abort_handle());
     }
 
     /// The id of the running check for `spec`, if any.
@@ -406,6 +462,8 @@ where
             down: c.down.load(Ordering::Relaxed),
             waited_for_slot: c.waited_for_slot.load(Ordering::Relaxed),
             overran: c.overran.load(Ordering::Relaxed),
+            results_waited: self.shared.reports.channel_full.load(Ordering::Relaxed),
+            rounds_held: self.shared.reports.rounds_held.load(Ordering::Relaxed),
         }
     }
 
@@ -413,6 +471,7 @@ where
     /// dropped, closing their sockets; a running check command is killed).
     pub async fn shutdown(self) {
         self.cancel.cancel();
+        abort_all(&self.tasks);
         self.tracker.close();
         self.tracker.wait().await;
         // Dropping `self` ends the runner's own thread.
@@ -423,6 +482,7 @@ impl<K> Drop for HealthRunner<K> {
     /// A runner dropped without `shutdown` still stops its checks (without waiting for them).
     fn drop(&mut self) {
         self.cancel.cancel();
+        abort_all(&self.tasks);
     }
 }
 
@@ -431,19 +491,14 @@ struct CheckTask<K> {
     checker: Checker,
     keys: Arc<Mutex<Arc<[K]>>>,
     shared: Arc<Shared<K>>,
-    cancel: CancellationToken,
 }
 
 impl<K> CheckTask<K>
 where
     K: Clone + Send + Sync + 'static,
 {
-    async fn run(self, first_delay: Duration) {
-        let cancel = self.cancel.clone();
-        // Cancellation drops the round wherever it is, probes included.
-        cancel.run_until_cancelled(self.rounds(first_delay)).await;
-    }
-
+    /// Rounds until the task is aborted, which drops the round wherever it is, probes
+    /// included.
     async fn rounds(mut self, first_delay: Duration) {
         let interval = self.checker.spec().check_interval;
         let mut next = Instant::now() + first_delay;
@@ -485,22 +540,10 @@ where
         }
     }
 
-    /// Sends the outcome once per key; false when the agent has gone.
+    /// Queues the outcome for every key; false when the agent has gone.
     async fn report(&self, outcome: CheckOutcome) -> bool {
         let keys = Arc::clone(&self.keys.lock().unwrap_or_else(|e| e.into_inner()));
-        for key in keys.iter() {
-            let result = CheckResult {
-                key: key.clone(),
-                check: self.id,
-                up: outcome.up,
-                maintenance: outcome.maintenance,
-                reason: Arc::clone(&outcome.reason),
-            };
-            if self.shared.results.send(result).await.is_err() {
-                return false;
-            }
-        }
-        true
+        self.shared.reports.queue(keys, self.id, outcome).await
     }
 }
 
@@ -512,6 +555,6 @@ mod tests {
     fn in_flight_limit_leaves_descriptors_to_the_agent() {
         assert_eq!(in_flight_for_nofile(1024), 480);
         assert_eq!(in_flight_for_nofile(0), 16);
-        assert_eq!(in_flight_for_nofile(u64::MAX), 1 << 20);
+        assert_eq!(in_flight_for_nofile(u64::MAX), DEFAULT_MAX_IN_FLIGHT);
     }
 }

@@ -3,14 +3,15 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{http_server, negotiate, respond};
 use lb_health::{
-    CheckError, CheckResult, CheckSpec, CheckType, Checker, HealthRunner, Jitter, Probes,
-    RunnerConfig, Service,
+    CheckError, CheckOutcome, CheckResult, CheckSpec, CheckType, Checker, HealthRunner, Jitter,
+    Probes, RunnerConfig, Service,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,27 @@ async fn combined_check_negotiates_first_then_every_n_connects() {
     assert!(is_connect_round(&o.reason), "{o:?}");
 }
 
+/// Checks until `wanted` holds: the maintenance directory's listing is shared and re-read at
+/// most every 100 ms, so a new file shows within a few rounds. Fails after 20 s.
+async fn check_until(
+    checker: &mut Checker,
+    probes: &Probes,
+    wanted: impl Fn(&CheckOutcome) -> bool,
+) -> CheckOutcome {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = checker.check(probes).await.expect("a result");
+        if wanted(&o) {
+            return o;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not seen in 20 s: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn maintenance_file_forces_down() {
     let (addr, _, hits) = switchable_server().await;
@@ -106,10 +128,11 @@ async fn maintenance_file_forces_down() {
 
     let file = dir.path().join(format!("127.0.0.1:{}", addr.port()));
     std::fs::write(&file, "").unwrap();
-    let before = hits.load(Ordering::SeqCst);
-    let o = checker.check(&probes).await.unwrap();
+    let o = check_until(&mut checker, &probes, |o| o.maintenance).await;
     assert!(!o.up && o.maintenance, "{o:?}");
     assert!(o.reason.contains("127.0.0.1:"), "{o:?}");
+    let before = hits.load(Ordering::SeqCst);
+    assert!(checker.check(&probes).await.unwrap().maintenance);
     assert_eq!(
         hits.load(Ordering::SeqCst),
         before,
@@ -117,9 +140,11 @@ async fn maintenance_file_forces_down() {
     );
 
     std::fs::remove_file(&file).unwrap();
+    check_until(&mut checker, &probes, |o| o.up).await;
     std::fs::write(dir.path().join("127.0.0.1"), "").unwrap();
-    assert!(checker.check(&probes).await.unwrap().maintenance);
+    check_until(&mut checker, &probes, |o| o.maintenance).await;
     std::fs::remove_file(dir.path().join("127.0.0.1")).unwrap();
+    check_until(&mut checker, &probes, |o| o.up).await;
 
     // A name from the reverse lookup: 127.0.0.1 is "localhost" in /etc/hosts.
     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
@@ -128,14 +153,20 @@ async fn maintenance_file_forces_down() {
         .any(|l| l.starts_with("127.0.0.1") && l.contains("localhost"))
     {
         std::fs::write(dir.path().join("localhost"), "").unwrap();
-        let o = checker.check(&probes).await.unwrap();
-        assert!(o.maintenance, "{o:?}");
+        check_until(&mut checker, &probes, |o| o.maintenance).await;
         std::fs::remove_file(dir.path().join("localhost")).unwrap();
+        check_until(&mut checker, &probes, |o| o.up).await;
     }
 
-    // An unrelated file costs a lookup but changes nothing.
+    // An unrelated file costs a lookup but changes nothing; a dangling link is no file (`-e`).
     std::fs::write(dir.path().join("10.9.9.9"), "").unwrap();
-    assert!(checker.check(&probes).await.unwrap().up);
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("127.0.0.1")).unwrap();
+    // Once the listing holds the unrelated file, it is the one the checks see.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let o = checker.check(&probes).await.unwrap();
+        assert!(o.up && !o.maintenance, "{o:?}");
+    }
 }
 
 #[tokio::test]
@@ -148,6 +179,14 @@ async fn off_reports_nothing_except_maintenance_and_on_is_up() {
     let mut checker = Checker::new(spec.clone()).unwrap();
     assert_eq!(checker.check(&probes).await, None);
     std::fs::write(dir.path().join("127.0.0.1"), "").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while checker.check(&probes).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "maintenance not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(checker.check(&probes).await.unwrap().maintenance);
 
     spec.check_type = CheckType::On;
@@ -326,4 +365,28 @@ async fn dropping_the_runner_stops_its_checks() {
     let after = hits.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hits.load(Ordering::SeqCst), after);
+}
+
+#[tokio::test]
+async fn a_slow_agent_is_counted_and_still_gets_every_check() {
+    let shutdown = CancellationToken::new();
+    // Room for one result, and nobody reading for a while.
+    let (tx, mut rx) = mpsc::channel(1);
+    let mut runner = HealthRunner::new(tx, fast_config(), &shutdown);
+    let on = |port| {
+        let mut spec = negotiate(SocketAddr::from(([127, 0, 0, 1], port)), Service::None);
+        spec.check_type = CheckType::On;
+        fast(spec)
+    };
+    runner.replace([(1, on(1)), (2, on(2)), (3, on(3))]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while runner.stats().results_waited == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no wait counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 3 {
+        seen.insert(next(&mut rx).await.key);
+    }
+    runner.shutdown().await;
 }
