@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p lb-health --example check-bench -- [--checks N] [--seconds T]
 //!     [--interval-ms MS] [--runtime multi|current] [--own-thread | --caller-thread]
-//!     [--receive REGEX]
+//!     [--receive REGEX] [--fail K]
 //! ```
 //!
 //! `--runtime` is the flavour of the runtime the runner is created in (the agent's);
@@ -13,14 +13,19 @@
 //! Starts N hyper HTTP servers on 127.0.0.1 (one port each) in a child process, so their CPU is
 //! not counted as ours, then runs N `checktype = negotiate`, `service = http` checks (receive
 //! pattern, GET, new connection each round) at the interval for T seconds, after one interval
-//! of warm-up. Prints one JSON object: checks per second achieved and intended, this process's
-//! CPU share (CPU seconds / wall seconds from getrusage; 1.0 = one core) and peak RSS
-//! (VmHWM), plus the runner's counters and the servers' CPU share for context.
+//! of warm-up. Halfway through, `--fail K` servers (5 by default) stop listening, so their
+//! ports refuse connections, and the time until each one's check reports it down is measured.
+//! Prints one JSON object: checks per second achieved and intended, this process's CPU share
+//! (CPU seconds / wall seconds from getrusage; 1.0 = one core) and peak RSS (VmHWM), the
+//! failure detection times, plus the runner's counters and the servers' CPU share for
+//! context.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,6 +48,7 @@ struct Args {
     own_thread: bool,
     receive: String,
     serve: Option<usize>,
+    fail: usize,
     niced: bool,
 }
 
@@ -55,6 +61,7 @@ fn parse_args() -> Args {
         own_thread: RunnerConfig::default().own_thread,
         receive: "status: ok".to_owned(),
         serve: None,
+        fail: 5,
         niced: false,
     };
     let mut it = std::env::args().skip(1);
@@ -69,6 +76,7 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value(),
             "--interval-ms" => args.interval = Duration::from_millis(value()),
             "--serve" => args.serve = Some(value() as usize),
+            "--fail" => args.fail = value() as usize,
             "--own-thread" => args.own_thread = true,
             "--caller-thread" => args.own_thread = false,
             "--runtime" => match it.next().as_deref() {
@@ -88,7 +96,7 @@ fn usage(flag: &str) -> ! {
         "check-bench: bad argument {flag:?}\n\
          usage: check-bench [--checks N] [--seconds T] [--interval-ms MS]\n\
          \x20                  [--runtime multi|current] [--own-thread | --caller-thread]\n\
-         \x20                  [--receive REGEX]"
+         \x20                  [--receive REGEX] [--fail K]"
     );
     std::process::exit(2)
 }
@@ -115,13 +123,15 @@ fn main() {
     }
 }
 
-/// The child: N servers, their ports on stdout, until stdin closes.
+/// The child: N servers, their ports on stdout, until stdin closes. A line `fail I J …` on
+/// stdin closes the listeners of servers I, J, …: their ports then refuse connections.
 async fn serve(n: usize) {
     let mut ports = Vec::with_capacity(n);
+    let mut listeners = Vec::with_capacity(n);
     for _ in 0..n {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         ports.push(listener.local_addr().expect("addr").port().to_string());
-        tokio::spawn(async move {
+        let accepting = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let service = service_fn(|_req| async {
@@ -135,15 +145,28 @@ async fn serve(n: usize) {
                 });
             }
         });
+        listeners.push(accepting);
     }
     println!("{}", ports.join(","));
     // The parent closes our stdin when it is done (or dies).
-    tokio::task::spawn_blocking(|| {
-        let mut sink = String::new();
-        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-    })
-    .await
-    .ok();
+    let (tx, mut commands) = mpsc::unbounded_channel::<Vec<usize>>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Some(rest) = line.trim().strip_prefix("fail ") {
+                let _ = tx.send(rest.split(' ').filter_map(|i| i.parse().ok()).collect());
+            }
+            line.clear();
+        }
+    });
+    while let Some(failing) = commands.recv().await {
+        for i in failing {
+            if let Some(accepting) = listeners.get(i) {
+                // Dropping the accept loop closes the listening socket.
+                accepting.abort();
+            }
+        }
+    }
 }
 
 async fn bench(args: Args) {
@@ -184,15 +207,33 @@ async fn bench(args: Args) {
     });
 
     let shutdown = CancellationToken::new();
+    // The servers that fail halfway, spread over the set, and when each was first seen down.
+    let failing: Vec<usize> = (0..args.fail.min(args.checks))
+        .map(|i| i * args.checks / args.fail.max(1))
+        .collect();
+    let seen: Arc<Mutex<Failures>> = Arc::default();
     // The bench consumes results as fast as it can, as the director would.
     let (tx, mut rx) = mpsc::channel::<lb_health::CheckResult<usize>>(4096);
-    let drain = tokio::spawn(async move {
-        let (mut up, mut down) = (0u64, 0u64);
-        while let Some(result) = rx.recv().await {
-            if result.up { up += 1 } else { down += 1 }
-        }
-        (up, down)
-    });
+    let drain = {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let (mut up, mut down) = (0u64, 0u64);
+            while let Some(result) = rx.recv().await {
+                if result.up {
+                    up += 1;
+                    continue;
+                }
+                down += 1;
+                let mut seen = seen.lock().unwrap();
+                if let Some(failed_at) = seen.failed_at {
+                    seen.down_after
+                        .entry(result.key)
+                        .or_insert(failed_at.elapsed());
+                }
+            }
+            (up, down)
+        })
+    };
     let config = RunnerConfig {
         own_thread: args.own_thread,
         ..RunnerConfig::default()
@@ -208,7 +249,20 @@ async fn bench(args: Args) {
     let start_user = cpu_split().0;
     let start_server_cpu = process_cpu_seconds(child.id());
     let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let window = Duration::from_secs(args.seconds);
+    tokio::time::sleep(window / 2).await;
+    if !failing.is_empty() {
+        let command = failing
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stdin = child.stdin.as_mut().expect("the server process's stdin");
+        writeln!(stdin, "fail {command}").expect("tell the server process");
+        stdin.flush().expect("tell the server process");
+        seen.lock().unwrap().failed_at = Some(Instant::now());
+    }
+    tokio::time::sleep(window - window / 2).await;
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - start_cpu;
     let user = cpu_split().0 - start_user;
@@ -222,6 +276,15 @@ async fn bench(args: Args) {
     let _ = child.wait();
 
     let rounds = end_stats.rounds - start_stats.rounds;
+    let mut failure_seen_ms: Vec<f64> = {
+        let seen = seen.lock().unwrap();
+        failing
+            .iter()
+            .filter_map(|i| seen.down_after.get(i))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect()
+    };
+    failure_seen_ms.sort_by(f64::total_cmp);
     let report = serde_json::json!({
         "checks": args.checks,
         "interval_s": args.interval.as_secs_f64(),
@@ -244,8 +307,18 @@ async fn bench(args: Args) {
         "results_waited": end_stats.results_waited,
         "rounds_held": end_stats.rounds_held,
         "server_process_cpu_share": server_cpu / wall,
+        "failures": failing.len(),
+        "failures_seen": failure_seen_ms.len(),
+        "failure_seen_ms": failure_seen_ms,
     });
     println!("{report}");
+}
+
+/// The servers made to fail, and how long after that each was first reported down.
+#[derive(Default)]
+struct Failures {
+    failed_at: Option<Instant>,
+    down_after: HashMap<usize, Duration>,
 }
 
 /// User + system CPU seconds of this process, all threads.
