@@ -18,6 +18,8 @@
 //! with them), processes inside them (the web servers), and [`RUN_DIR`]. `down` removes all of it
 //! whatever state it is in, which is what lets it clean up after a crash.
 
+pub mod agent;
+pub mod client;
 pub mod httpd;
 
 use anyhow::{Context as _, Result, bail};
@@ -295,8 +297,9 @@ pub fn up(httpd: &Path) -> Result<()> {
         bail!("the lab creates network namespaces: run it as root");
     }
     let existing = existing_namespaces()?;
-    // RUN_DIR alone may be left too: pid files of servers whose namespace was deleted under them.
-    if !existing.is_empty() || Path::new(RUN_DIR).exists() {
+    // RUN_DIR alone may be left too: pid files of servers whose namespace was deleted under them;
+    // and pins of an agent killed with the lab (a new agent would find them).
+    if !existing.is_empty() || Path::new(RUN_DIR).exists() || !lab_pin_dirs().is_empty() {
         let complete = NAMESPACES.iter().all(|ns| existing.iter().any(|e| e == ns))
             && HOSTS
                 .iter()
@@ -372,7 +375,7 @@ fn build(httpd: &Path, xdp_pass: &Path) -> Result<()> {
     let mut servers = Vec::new();
     for host in HOSTS {
         if let Some(web) = host.web {
-            servers.push((host, web, start_server(httpd, &host, &web)?));
+            servers.push((host, web, spawn_server(httpd, &host, &web)?));
         }
     }
     for (host, web, child) in servers {
@@ -420,34 +423,13 @@ fn wire(host: Host, xdp_pass: &str) -> Result<()> {
     add_addr(ns, HOST_IF, &format!("{}/{PREFIX_LEN_V6}", host.ipv6))?;
     match host.role {
         Role::Client => {}
-        Role::Director => {
-            // The director owns the VIPs on the wire: it answers ARP and neighbour solicitation
-            // for them, and with no balancer attached its own stack serves them.
-            add_addr(ns, HOST_IF, &format!("{VIP}/32"))?;
-            // Deprecated (preferred lifetime 0), so the director never picks VIP6 as the source
-            // of its own connections: a health check from VIP6 would be answered to the real's
-            // own `lo`. (IPv4 prefers the primary address of the subnet already.)
-            ip_in(
-                ns,
-                &[
-                    "address",
-                    "add",
-                    &format!("{VIP6}/128"),
-                    "dev",
-                    HOST_IF,
-                    "nodad",
-                    "preferred_lft",
-                    "0",
-                ],
-            )?;
-        }
+        Role::Director => add_director_vips(&[VIP.into(), VIP6.into()])?,
         Role::Real => {
+            add_real_vips(ns, &[VIP.into(), VIP6.into()])?;
             // Direct routing delivers frames addressed to the VIP unchanged: the real accepts them
             // on lo, and must neither answer ARP for the VIP nor use it as an ARP source, or
             // it would steal the VIP from the director. (IPv6 needs nothing: Linux answers
             // neighbour solicitation only for addresses on the asking interface.)
-            add_addr(ns, "lo", &format!("{VIP}/32"))?;
-            add_addr(ns, "lo", &format!("{VIP6}/128"))?;
             let mut settings = Vec::new();
             for conf in ["all", HOST_IF, "lo"] {
                 settings.push(format!("net.ipv4.conf.{conf}.arp_ignore=1"));
@@ -455,6 +437,54 @@ fn wire(host: Host, xdp_pass: &str) -> Result<()> {
             }
             sysctl_in(ns, &settings.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
+    }
+    Ok(())
+}
+
+/// The director owns the VIPs on the wire: it answers ARP and neighbour solicitation for them,
+/// and with no balancer attached its own stack serves them.
+fn add_director_vips(vips: &[IpAddr]) -> Result<()> {
+    for vip in vips {
+        match vip {
+            IpAddr::V4(vip) => add_addr(DIRECTOR.ns, HOST_IF, &format!("{vip}/32"))?,
+            // Deprecated (preferred lifetime 0), so the director never picks a VIP6 as the source
+            // of its own connections: a health check from it would be answered to the real's own
+            // `lo`. (IPv4 prefers the primary address of the subnet already.)
+            IpAddr::V6(vip) => ip_in(
+                DIRECTOR.ns,
+                &[
+                    "address",
+                    "add",
+                    &format!("{vip}/128"),
+                    "dev",
+                    HOST_IF,
+                    "nodad",
+                    "preferred_lft",
+                    "0",
+                ],
+            )
+            .map(drop)?,
+        }
+    }
+    Ok(())
+}
+
+/// A real accepts the VIPs' frames on `lo` (its ARP settings keep it quiet about them).
+fn add_real_vips(ns: &str, vips: &[IpAddr]) -> Result<()> {
+    for vip in vips {
+        let len = if vip.is_ipv4() { 32 } else { 128 };
+        add_addr(ns, "lo", &format!("{vip}/{len}"))?;
+    }
+    Ok(())
+}
+
+/// Adds another virtual address to the running lab, set up as [`VIP`] and [`VIP6`] are: on the
+/// director's `eth0` and on every real's `lo`. For tests that need several VIPs (the `dh`
+/// scheduler spreads by destination); it goes with the lab. Adding one twice is an error.
+pub fn add_vip(vip: IpAddr) -> Result<()> {
+    add_director_vips(&[vip])?;
+    for real in REALS {
+        add_real_vips(real.ns, &[vip])?;
     }
     Ok(())
 }
@@ -483,7 +513,55 @@ pub fn server_log(host: &Host) -> PathBuf {
     Path::new(RUN_DIR).join(format!("{}.log", host.peer))
 }
 
-fn start_server(httpd: &Path, host: &Host, web: &WebServer) -> Result<Child> {
+/// While this file exists, `host`'s web server fails its health check ([`CHECK_PATH`] answers
+/// 503) and serves everything else as usual, established connections included.
+pub fn sick_file(host: &Host) -> PathBuf {
+    Path::new(RUN_DIR).join(format!("{}.sick", host.peer))
+}
+
+/// Makes `host`'s web server fail (or pass again) its health check while it keeps serving.
+pub fn set_sick(host: &Host, sick: bool) -> Result<()> {
+    let file = sick_file(host);
+    let result = if sick {
+        fs::write(&file, "")
+    } else {
+        match fs::remove_file(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    };
+    result.with_context(|| {
+        format!(
+            "cannot {} {}",
+            if sick { "create" } else { "remove" },
+            file.display()
+        )
+    })
+}
+
+/// Starts `host`'s web server again (after [`stop_server`]) and waits until it serves; `httpd` is
+/// the xtask binary, as for [`up`]. Does nothing if it runs.
+pub fn start_server(httpd: &Path, host: &Host) -> Result<()> {
+    let web = host
+        .web
+        .with_context(|| format!("{} has no web server", host.ns))?;
+    if server_pid(host).is_some() {
+        return Ok(());
+    }
+    let child = spawn_server(httpd, host, &web)?;
+    wait_until_serving(host, &web, child)
+}
+
+/// Stops `host`'s web server (SIGTERM, then SIGKILL) and waits until it is gone: its port refuses
+/// connections and its open connections are closed. Does nothing if it is not running.
+pub fn stop_server(host: &Host) -> Result<()> {
+    match server_pid(host) {
+        Some(pid) => terminate(&[pid]),
+        None => Ok(()),
+    }
+}
+
+fn spawn_server(httpd: &Path, host: &Host, web: &WebServer) -> Result<Child> {
     let log_path = server_log(host);
     let log = fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -496,6 +574,8 @@ fn start_server(httpd: &Path, host: &Host, web: &WebServer) -> Result<Child> {
         .args(["--port", &port])
         .arg("--pid-file")
         .arg(&pid_file)
+        .arg("--sick-file")
+        .arg(sick_file(host))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -566,8 +646,9 @@ fn is_alive(pid: u32) -> bool {
 // down
 
 /// Removes the lab: every process inside its namespaces (the web servers, and whatever else was
-/// started there: the director, tcpdump, a shell), the namespaces, and [`RUN_DIR`]. Anything
-/// already gone is skipped, so it cleans up after a crash or a half-built lab.
+/// started there: the director, tcpdump, a shell) and every xdirectord of a lab configuration
+/// wherever it runs, the namespaces, [`RUN_DIR`], and the lab configurations' pins and pid files.
+/// Anything already gone is skipped, so it cleans up after a crash or a half-built lab.
 pub fn down() -> Result<()> {
     let existing = existing_namespaces()?;
     let mut pids = Vec::new();
@@ -593,6 +674,9 @@ pub fn down() -> Result<()> {
             }
         }
     }
+    // An agent of a lab configuration may run outside the lab's namespaces, and TERM lets one
+    // with `cleanstop = yes` remove its own pins.
+    pids.extend(lab_agents().into_iter().map(|(_, pid)| pid));
     let me = std::process::id();
     pids.retain(|&p| p != me);
     pids.sort_unstable();
@@ -616,19 +700,98 @@ pub fn down() -> Result<()> {
         }
         _ => {}
     }
+    // What agents left: pins of `cleanstop = no` virtuals (their links named interfaces that are
+    // gone with the namespaces) and pid files of killed agents.
+    let pins = lab_pin_dirs();
+    for dir in &pins {
+        if let Err(e) = fs::remove_dir_all(dir) {
+            failures.push(format!("cannot remove {}: {e}", dir.display()));
+        }
+    }
+    for pid_file in lab_agent_pid_files() {
+        let _ = fs::remove_file(pid_file);
+    }
     if !failures.is_empty() {
         bail!("lab down: {}", failures.join("; "));
     }
-    if existing.is_empty() && pids.is_empty() {
+    if existing.is_empty() && pids.is_empty() && pins.is_empty() {
         println!("lab: nothing to remove");
     } else {
         println!(
-            "lab: down (removed {} namespaces, stopped {} processes)",
+            "lab: down (removed {} namespaces, stopped {} processes, removed {} pin directories)",
             existing.len(),
-            pids.len()
+            pids.len(),
+            pins.len()
         );
     }
     Ok(())
+}
+
+/// Whether an xdirectord configuration (by file name) belongs to the lab: `lab.cf` (the
+/// example, examples/lab.cf) and any name starting with [`NS_PREFIX`] (the end-to-end tests'
+/// own). `down` stops their agents and removes their pins.
+pub fn is_lab_config(name: &str) -> bool {
+    name == LAB_CONFIG || name.starts_with(NS_PREFIX)
+}
+
+/// The example configuration written for the lab (examples/lab.cf), by its file name.
+pub const LAB_CONFIG: &str = "lab.cf";
+/// Where xdirectord pins its data planes, one directory per configuration (dots written `_`).
+pub const PIN_ROOT: &str = "/sys/fs/bpf/xdirectord";
+
+/// The pin directories of lab configurations that exist now.
+pub fn lab_pin_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(PIN_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            // A pin directory's name is the configuration's with its dots as `_`.
+            let name = e.file_name().to_string_lossy().into_owned();
+            name == LAB_CONFIG.replace('.', "_") || name.starts_with(NS_PREFIX)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// xdirectord's pid files of lab configurations (`/var/run/xdirectord.<config>.pid`).
+fn lab_agent_pid_files() -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir("/var/run") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("xdirectord.")
+                .and_then(|rest| rest.strip_suffix(".pid"))
+                .is_some_and(is_lab_config)
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The running xdirectord agents of lab configurations, as (configuration name, pid), from their
+/// pid files.
+pub fn lab_agents() -> Vec<(String, u32)> {
+    lab_agent_pid_files()
+        .into_iter()
+        .filter_map(|file| {
+            let pid: u32 = fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+            let name = file.file_name()?.to_string_lossy();
+            let config = name
+                .strip_prefix("xdirectord.")?
+                .strip_suffix(".pid")?
+                .to_owned();
+            let is_xdirectord = fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.split(|&b| b == 0)
+                    .next()
+                    .is_some_and(|argv0| argv0.ends_with(b"xdirectord"))
+            });
+            (is_alive(pid) && is_xdirectord).then_some((config, pid))
+        })
+        .collect()
 }
 
 /// SIGTERM, two seconds' grace, then SIGKILL.
@@ -644,6 +807,11 @@ fn stop(pids: &[u32]) -> Result<()> {
         })
         .collect();
     println!("lab: stopping {}", named.join(", "));
+    terminate(pids)
+}
+
+/// [`stop`] without a word.
+fn terminate(pids: &[u32]) -> Result<()> {
     let ids: Vec<String> = pids.iter().map(u32::to_string).collect();
     for (signal, grace) in [("-TERM", 2000), ("-KILL", 1000)] {
         let alive: Vec<&String> = ids
@@ -736,11 +904,22 @@ pub fn addresses(ns: &str) -> Result<Vec<(String, Vec<String>)>> {
     Ok(result)
 }
 
+/// xdirectord agents of lab configurations and their pins (`down` removes both).
+fn print_agents_and_pins() {
+    for (config, pid) in lab_agents() {
+        println!("xdirectord    {config} running (pid {pid})");
+    }
+    for dir in lab_pin_dirs() {
+        println!("pins          {}", dir.display());
+    }
+}
+
 /// `cargo xtask lab status`.
 pub fn print_status() -> Result<()> {
     let existing = existing_namespaces()?;
     if existing.is_empty() {
         println!("lab: down (no {NS_PREFIX}* namespaces)");
+        print_agents_and_pins();
         return Ok(());
     }
     let missing: Vec<&str> = NAMESPACES
@@ -799,6 +978,7 @@ pub fn print_status() -> Result<()> {
         }
         println!("{SWITCH_NS:<13} {BRIDGE} ports: {}", ports.join(", "));
     }
+    print_agents_and_pins();
     let others: Vec<&String> = existing
         .iter()
         .filter(|e| !NAMESPACES.contains(&e.as_str()))

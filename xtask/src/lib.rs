@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bench_checks;
+pub mod demo;
 pub mod lab;
 pub mod setup;
 
@@ -19,8 +20,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The xdirectord binary built alongside this one (the same target directory and profile, as
+/// `cargo xtask` builds both), else `target/debug/xdirectord` of the workspace.
 pub fn xdirectord_binary() -> PathBuf {
-    workspace_root().join("target/debug/xdirectord")
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("xdirectord")))
+        .filter(|binary| binary.exists())
+        .unwrap_or_else(|| workspace_root().join("target/debug/xdirectord"))
 }
 
 /// Runs a command, failing with its command line when it fails.

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use std::process::Command;
-use xtask::{bench, lab, run, setup, workspace_root, xdirectord_binary};
+use xtask::{bench, demo, lab, run, setup, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -14,6 +14,8 @@ usage: cargo xtask <command>
   run [-- ARGS]     build, then run xdirectord with ARGS
   test              formatting, clippy and every test (as CI runs them; needs root)
   bench             the benchmarks, side by side with their yardsticks; figures in target/bench/
+  demo              build, then show xdirectord at work in the lab: balancing, failover, fallback,
+                    recovery (needs root; takes the lab down at the end)
   lab up|down|status
                     a network-namespace LVS direct-routing site on this machine: a client, the
                     director, three real web servers and a switch (docs/lab.md; needs root)
@@ -48,6 +50,10 @@ fn main() -> Result<()> {
             setup::setup()?;
             bench::dataplane()?;
             xtask::bench_checks::bench_checks()
+        }
+        "demo" => {
+            setup::setup()?;
+            demo::demo(&std::env::current_exe()?)
         }
         "lab" => lab_command(rest),
         // Not in USAGE: `lab up` runs the lab's web servers as this binary's children.

@@ -114,6 +114,40 @@ fn lab_up_serves_the_site_and_down_removes_it() {
         );
     }
 
+    // A server made sick fails its check and keeps serving; a stopped one refuses; it starts
+    // again.
+    let real = REALS[0];
+    let check_url = lab::http_url(real.ipv4, CHECK_PATH);
+    lab::set_sick(&real, true).unwrap();
+    let code = curl(&["-o", "/dev/null", "-w", "%{http_code}", &check_url]);
+    assert_eq!(code, "503");
+    assert_eq!(curl(&[&lab::http_url(real.ipv4, "/")]).trim_end(), "web1");
+    lab::set_sick(&real, false).unwrap();
+    assert_eq!(curl(&[&check_url]).trim_end(), "OK web1");
+    lab::stop_server(&real).unwrap();
+    assert_eq!(lab::server_pid(&real), None);
+    assert!(lab::exec_in(CLIENT.ns, &["curl", "-sS", "--max-time", "5", &check_url]).is_err());
+    lab::start_server(Path::new(XTASK), &real).unwrap();
+    assert_eq!(curl(&[&check_url]).trim_end(), "OK web1");
+
+    // Another VIP, held by the director (whose stack answers it) and on the reals' lo.
+    let vip2: IpAddr = "10.200.0.101".parse().unwrap();
+    lab::add_vip(vip2).unwrap();
+    assert_eq!(curl(&[&lab::http_url(vip2, "/")]).trim_end(), FALLBACK_BODY);
+    for real in REALS {
+        let lo = lab::addresses(real.ns).unwrap();
+        assert!(
+            lo.iter()
+                .any(|(dev, a)| dev == "lo" && a.contains(&"10.200.0.101/32".to_owned())),
+            "{lo:?}"
+        );
+    }
+
+    // Pins a lab agent left (a configuration named xdlab-*) are listed, and `down` removes them.
+    let pins = Path::new(lab::PIN_ROOT).join("xdlab-labtest_cf");
+    std::fs::create_dir_all(&pins).unwrap();
+    assert!(xtask(&["lab", "status"]).contains("xdlab-labtest_cf"));
+
     // A second `up` leaves the running lab alone.
     assert!(xtask(&["lab", "up"]).contains("already up"));
     let servers: Vec<u32> = HOSTS.iter().filter_map(lab::server_pid).collect();
@@ -122,6 +156,7 @@ fn lab_up_serves_the_site_and_down_removes_it() {
     xtask(&["lab", "down"]);
     assert_eq!(lab::existing_namespaces().unwrap(), Vec::<String>::new());
     assert!(!Path::new(RUN_DIR).exists());
+    assert!(!pins.exists());
     for pid in servers {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         assert!(

@@ -5,7 +5,9 @@
 //! HTTP/1.1 with keep-alive (HTTP/1.0 only when asked for), a thread per connection. `/` answers
 //! the server's index body, [`super::CHECK_PATH`] its check body, each followed by a newline; every
 //! response names the server (`Server`) and the client address it saw (`X-Client`, which direct
-//! routing leaves intact).
+//! routing leaves intact). While the `--sick-file` exists, [`super::CHECK_PATH`] answers 503 and
+//! everything else as usual: the server fails its health check but keeps serving, which is what
+//! the quiescent tests need.
 
 use anyhow::{Context as _, Result, bail};
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
@@ -24,12 +26,14 @@ struct Site {
     name: String,
     index_body: String,
     check_body: String,
+    sick_file: Option<PathBuf>,
 }
 
-/// `lab-httpd --name NAME --index BODY --check BODY --port PORT --pid-file PATH`
+/// `lab-httpd --name NAME --index BODY --check BODY --port PORT --pid-file PATH [--sick-file PATH]`
 pub fn main(args: &[String]) -> Result<()> {
     let (mut name, mut index_body, mut check_body, mut port, mut pid_file) =
         (None, None, None, None, None);
+    let mut sick_file = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it
@@ -42,6 +46,7 @@ pub fn main(args: &[String]) -> Result<()> {
             "--check" => check_body = Some(value),
             "--port" => port = Some(value.parse::<u16>().context("lab-httpd: --port")?),
             "--pid-file" => pid_file = Some(PathBuf::from(value)),
+            "--sick-file" => sick_file = Some(PathBuf::from(value)),
             other => bail!("lab-httpd: unknown option {other}"),
         }
     }
@@ -49,7 +54,8 @@ pub fn main(args: &[String]) -> Result<()> {
         (name, index_body, check_body, port, pid_file)
     else {
         bail!(
-            "usage: xtask lab-httpd --name NAME --index BODY --check BODY --port PORT --pid-file PATH"
+            "usage: xtask lab-httpd --name NAME --index BODY --check BODY --port PORT --pid-file PATH \
+             [--sick-file PATH]"
         );
     };
 
@@ -74,6 +80,7 @@ pub fn main(args: &[String]) -> Result<()> {
         name,
         index_body: index_body + "\n",
         check_body: check_body + "\n",
+        sick_file,
     });
     let mut acceptors = Vec::new();
     for listener in listeners {
@@ -178,6 +185,9 @@ fn route(request: &Request, site: &Site) -> (u16, String) {
     let path = target.split(['?', '#']).next().unwrap_or(target);
     match path {
         "/" => (200, site.index_body.clone()),
+        super::CHECK_PATH if site.sick_file.as_ref().is_some_and(|f| f.exists()) => {
+            (503, format!("sick {}\n", site.name))
+        }
         super::CHECK_PATH => (200, site.check_body.clone()),
         _ => (404, format!("{}\n", reason(404))),
     }
@@ -192,6 +202,7 @@ fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
+        503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Error",
     }
