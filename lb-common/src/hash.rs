@@ -38,17 +38,25 @@ pub fn ring_index(hash: u32) -> u32 {
     ((hash as u64 * crate::maps::RING_SIZE as u64) >> 32) as u32
 }
 
+/// A cheap hash of words, good in its top bits: for the VIP filter and the flow cache, computed
+/// on every packet, where MurmurHash3 would cost several times more and its quality is not
+/// needed. Each word has its own odd multiplier, so the multiplications do not wait on each
+/// other; one last multiply mixes the sum into the top bits.
+#[inline(always)]
+pub fn fold(seed: u32, words: &[u32]) -> u32 {
+    const ODD: [u32; 4] = [0x9e37_79b1, 0x85eb_ca77, 0xc2b2_ae3d, 0x27d4_eb2f];
+    let mut x = seed;
+    for (i, &w) in words.iter().enumerate() {
+        x ^= w.wrapping_mul(ODD[i % 4]).rotate_left(i as u32 * 5);
+    }
+    (x ^ (x >> 16)).wrapping_mul(0x9e37_79b1)
+}
+
 /// The bit of [`crate::values::VipFilter`] for a destination: its address words (as in
-/// memory: one for IPv4, four for IPv6), port and protocol folded and multiplied (Fibonacci
-/// hashing), the top 16 bits kept.
+/// memory: one for IPv4, four for IPv6), port and protocol folded, the top 16 bits kept.
 #[inline(always)]
 pub fn vip_filter_bit(addr_words: &[u32], port: u16, proto: u8) -> u32 {
-    let mut x = ((port as u32) << 8) | proto as u32;
-    for &w in addr_words {
-        x ^= w;
-        x = x.wrapping_mul(0x9e37_79b1);
-    }
-    x >> 16
+    fold(((port as u32) << 8) | proto as u32, addr_words) >> 16
 }
 
 #[inline(always)]

@@ -52,6 +52,8 @@ mod pod {
     unsafe impl aya::Pod for PersistEntry {}
     unsafe impl aya::Pod for ConnCounts {}
     unsafe impl aya::Pod for VipFilter {}
+    unsafe impl aya::Pod for Cached4 {}
+    unsafe impl aya::Pod for Cached6 {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for GlobalStats {}
 }

@@ -23,6 +23,10 @@ pub const WRR_CURSORS: &str = "WRR_CURSORS";
 pub const FLOWS4: &str = "FLOWS4";
 /// Flow table, IPv6.
 pub const FLOWS6: &str = "FLOWS6";
+/// Per-CPU flow cache in front of FLOWS4: [`crate::values::Cached4`].
+pub const FLOW_CACHE4: &str = "FLOW_CACHE4";
+/// Per-CPU flow cache in front of FLOWS6: [`crate::values::Cached6`].
+pub const FLOW_CACHE6: &str = "FLOW_CACHE6";
 /// Persistence templates, IPv4: [`crate::keys::Persist4Key`] → [`crate::values::PersistEntry`].
 pub const PERSIST4: &str = "PERSIST4";
 /// Persistence templates, IPv6.
@@ -45,7 +49,7 @@ pub const TX_PORTS: &str = "TX_PORTS";
 pub const CLOCK: &str = "CLOCK";
 
 /// Every map, in the order the agent pins and checks them.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 21] = [
     VIP_FILTER,
     VIPS4,
     VIPS6,
@@ -56,6 +60,8 @@ pub const ALL: [&str; 19] = [
     WRR_CURSORS,
     FLOWS4,
     FLOWS6,
+    FLOW_CACHE4,
+    FLOW_CACHE6,
     PERSIST4,
     PERSIST6,
     CONNS,
@@ -83,6 +89,10 @@ pub const RING_SIZE: u32 = 65537;
 pub const WRR_SEQ_MAX: u32 = 65536;
 /// Flow table entries per address family.
 pub const FLOW_TABLE_SIZE: u32 = 1 << 18;
+/// Flow cache entries per CPU and address family (a power of two: the slot is hash & (size − 1)).
+pub const FLOW_CACHE_SIZE: u32 = 8192;
+/// CPUs whose flow cache slots a rescheduled flow clears (more than any machine here has).
+pub const MAX_CPUS: u32 = 512;
 /// Persistence templates per address family.
 pub const PERSIST_TABLE_SIZE: u32 = 1 << 16;
 /// Egress interfaces.

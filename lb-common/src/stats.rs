@@ -29,10 +29,6 @@ pub struct GlobalStats {
     pub fragments: u64,
     /// ICMP and ICMPv6 errors; passed to the kernel.
     pub icmp_errors: u64,
-    /// Packets sent back out of the interface they came in on.
-    pub tx: u64,
-    /// Packets redirected to another interface.
-    pub redirected: u64,
     /// Packets for a local real or fallback, passed to the local stack.
     pub local: u64,
     /// Packets for a real whose MAC is not known yet; dropped.

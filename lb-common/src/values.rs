@@ -211,6 +211,34 @@ pub struct FlowEntry {
     pub last_seen_ns: u64,
 }
 
+/// An established flow as one CPU's flow cache holds it: enough to forward the flow's next
+/// packet without a flow-table lookup. The cache is per CPU and direct-mapped (slot = flow hash
+/// modulo its size); an entry is used only while its key matches, its real is current and the
+/// flow table's entry was refreshed in the last second.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cached4 {
+    pub key: crate::keys::Flow4Key,
+    pub real_id: u32,
+    pub real_generation: u32,
+    pub vip_index: u32,
+    pub _pad: u32,
+    /// Program clock (ns) when the flow table's entry was last refreshed from this entry.
+    pub refreshed_ns: u64,
+}
+
+/// [`Cached4`] for IPv6 flows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cached6 {
+    pub key: crate::keys::Flow6Key,
+    pub real_id: u32,
+    pub real_generation: u32,
+    pub vip_index: u32,
+    pub _pad: u32,
+    pub refreshed_ns: u64,
+}
+
 /// Where a persistent client goes, and since when.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

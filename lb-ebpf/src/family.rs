@@ -4,11 +4,14 @@
 use lb_common::{
     hash,
     keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
-    values::{FlowEntry, PersistEntry, VipMeta},
+    maps::{FLOW_CACHE_SIZE, MAX_CPUS},
+    values::{Cached4, Cached6, FlowEntry, PersistEntry, VipMeta},
 };
 
+use aya_ebpf::helpers::bpf_map_lookup_percpu_elem;
+
 use crate::{
-    maps::{FLOWS4, FLOWS6, PERSIST4, PERSIST6, VIPS4, VIPS6},
+    maps::{FLOW_CACHE4, FLOW_CACHE6, FLOWS4, FLOWS6, PERSIST4, PERSIST6, VIPS4, VIPS6},
     parse::Packet,
 };
 
@@ -17,6 +20,8 @@ pub trait Family {
     type Addr: Copy;
     type FlowKey;
     type PersistKey;
+    /// This family's flow cache entry.
+    type Cached;
 
     /// The packet's bit in the VIP filter.
     fn filter_bit(packet: &Packet<Self::Addr>) -> u32;
@@ -33,6 +38,70 @@ pub trait Family {
     ) -> Self::PersistKey;
     fn persist(key: &Self::PersistKey) -> Option<*mut PersistEntry>;
     fn insert_persist(key: &Self::PersistKey, entry: &PersistEntry);
+
+    /// The hash that picks a flow's cache slot.
+    fn cache_hash(key: &Self::FlowKey) -> u32;
+    /// This CPU's flow cache slot for a cache hash.
+    fn cache_slot(hash: u32) -> Option<*mut Self::Cached>;
+    /// The cached flow in `slot`, if it is `key`'s: (real id, real generation, VIP index,
+    /// refreshed).
+    fn cached(slot: &Self::Cached, key: &Self::FlowKey) -> Option<(u32, u32, u32, u64)>;
+    /// Caches `entry` for `key` in `slot`.
+    fn cache(slot: &mut Self::Cached, key: &Self::FlowKey, entry: &FlowEntry, now: u64);
+    /// Empties the slot of a cache hash on every CPU (the flow was placed again).
+    fn uncache_everywhere(hash: u32);
+}
+
+/// Whether two keys are equal, a word at a time (a derived comparison of byte arrays becomes a
+/// call to aya's byte-loop `bcmp`).
+#[inline(always)]
+fn same_words<K, const N: usize>(a: &K, b: &K) -> bool {
+    // SAFETY: keys are #[repr(C, align(4))] Pod structs of N words.
+    let (a, b) = unsafe {
+        (
+            &*(a as *const K as *const [u32; N]),
+            &*(b as *const K as *const [u32; N]),
+        )
+    };
+    let mut difference = 0;
+    for i in 0..N {
+        difference |= a[i] ^ b[i];
+    }
+    difference == 0
+}
+
+/// The cache slot: the top bits of a [`hash::fold`].
+#[inline(always)]
+fn cache_index(hash: u32) -> u32 {
+    hash >> (32 - FLOW_CACHE_SIZE.trailing_zeros())
+}
+
+/// A key's words.
+#[inline(always)]
+fn words<K, const N: usize>(key: &K) -> &[u32; N] {
+    // SAFETY: keys are #[repr(C, align(4))] Pod structs of N words.
+    unsafe { &*(key as *const K as *const [u32; N]) }
+}
+
+/// Kills `map`'s slot for `hash` on every CPU (`bpf_map_lookup_percpu_elem` reaches other
+/// CPUs' copies): zeroes its real id, which never names a real.
+#[inline(always)]
+fn clear_on_every_cpu<T>(map: &T, hash: u32, real_id_word: usize) {
+    let index = cache_index(hash);
+    let map = core::ptr::from_ref(map)
+        .cast_mut()
+        .cast::<core::ffi::c_void>();
+    for cpu in 0..MAX_CPUS {
+        // SAFETY: a per-CPU array map and an index within it; NULL past the last CPU.
+        let slot =
+            unsafe { bpf_map_lookup_percpu_elem(map, (&raw const index).cast_mut().cast(), cpu) }
+                .cast::<u32>();
+        if slot.is_null() {
+            break;
+        }
+        // SAFETY: `real_id_word` is within the value.
+        unsafe { slot.add(real_id_word).write(0) };
+    }
 }
 
 pub struct V4;
@@ -58,6 +127,7 @@ impl Family for V4 {
     type Addr = u32;
     type FlowKey = Flow4Key;
     type PersistKey = Persist4Key;
+    type Cached = Cached4;
 
     #[inline(always)]
     fn filter_bit(p: &Packet<u32>) -> u32 {
@@ -124,12 +194,47 @@ impl Family for V4 {
     fn insert_persist(key: &Persist4Key, entry: &PersistEntry) {
         let _ = PERSIST4.insert(key, entry, 0);
     }
+
+    #[inline(always)]
+    fn cache_hash(key: &Flow4Key) -> u32 {
+        hash::fold(0, words::<Flow4Key, 4>(key))
+    }
+
+    #[inline(always)]
+    fn cache_slot(hash: u32) -> Option<*mut Cached4> {
+        FLOW_CACHE4.get_ptr_mut(cache_index(hash))
+    }
+
+    #[inline(always)]
+    fn cached(slot: &Cached4, key: &Flow4Key) -> Option<(u32, u32, u32, u64)> {
+        same_words::<Flow4Key, 4>(&slot.key, key).then_some((
+            slot.real_id,
+            slot.real_generation,
+            slot.vip_index,
+            slot.refreshed_ns,
+        ))
+    }
+
+    #[inline(always)]
+    fn cache(slot: &mut Cached4, key: &Flow4Key, entry: &FlowEntry, now: u64) {
+        slot.key = *key;
+        slot.real_id = entry.real_id;
+        slot.real_generation = entry.real_generation;
+        slot.vip_index = entry.vip_index;
+        slot.refreshed_ns = now;
+    }
+
+    #[inline(always)]
+    fn uncache_everywhere(hash: u32) {
+        clear_on_every_cpu(&FLOW_CACHE4, hash, 4);
+    }
 }
 
 impl Family for V6 {
     type Addr = [u32; 4];
     type FlowKey = Flow6Key;
     type PersistKey = Persist6Key;
+    type Cached = Cached6;
 
     #[inline(always)]
     fn filter_bit(p: &Packet<[u32; 4]>) -> u32 {
@@ -199,5 +304,39 @@ impl Family for V6 {
     #[inline(always)]
     fn insert_persist(key: &Persist6Key, entry: &PersistEntry) {
         let _ = PERSIST6.insert(key, entry, 0);
+    }
+
+    #[inline(always)]
+    fn cache_hash(key: &Flow6Key) -> u32 {
+        hash::fold(0, words::<Flow6Key, 10>(key))
+    }
+
+    #[inline(always)]
+    fn cache_slot(hash: u32) -> Option<*mut Cached6> {
+        FLOW_CACHE6.get_ptr_mut(cache_index(hash))
+    }
+
+    #[inline(always)]
+    fn cached(slot: &Cached6, key: &Flow6Key) -> Option<(u32, u32, u32, u64)> {
+        same_words::<Flow6Key, 10>(&slot.key, key).then_some((
+            slot.real_id,
+            slot.real_generation,
+            slot.vip_index,
+            slot.refreshed_ns,
+        ))
+    }
+
+    #[inline(always)]
+    fn cache(slot: &mut Cached6, key: &Flow6Key, entry: &FlowEntry, now: u64) {
+        slot.key = *key;
+        slot.real_id = entry.real_id;
+        slot.real_generation = entry.real_generation;
+        slot.vip_index = entry.vip_index;
+        slot.refreshed_ns = now;
+    }
+
+    #[inline(always)]
+    fn uncache_everywhere(hash: u32) {
+        clear_on_every_cpu(&FLOW_CACHE6, hash, 10);
     }
 }

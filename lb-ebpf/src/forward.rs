@@ -6,10 +6,25 @@ use lb_common::values::{FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef};
 
 use crate::{maps::TX_PORTS, stats};
 
+/// Which flow a packet belongs to, for the counters of its VIP and real: a packet is counted
+/// for them only once it really goes to the real.
+pub struct Counted {
+    pub vip_index: u32,
+    pub real_id: u32,
+    pub len: u64,
+    pub new_flow: bool,
+}
+
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, real: &RealDef) -> u32 {
+pub fn forward(ctx: &XdpContext, real: &RealDef, counted: Counted) -> u32 {
     if real.forward == FORWARD_LOCAL {
         stats::global(|s| s.local += 1);
+        stats::traffic(
+            counted.vip_index,
+            counted.real_id,
+            counted.len,
+            counted.new_flow,
+        );
         return xdp_action::XDP_PASS;
     }
     if real.forward != FORWARD_ROUTE || real.flags & REAL_F_RESOLVED == 0 {
@@ -46,10 +61,11 @@ pub fn forward(ctx: &XdpContext, real: &RealDef) -> u32 {
         (eth.add(4) as *mut u32).write_unaligned(u32::from_ne_bytes([d[4], d[5], s[0], s[1]]));
         (eth.add(8) as *mut u32).write_unaligned(u32::from_ne_bytes([s[2], s[3], s[4], s[5]]));
     }
-    if action == xdp_action::XDP_TX {
-        stats::global(|s| s.tx += 1);
-    } else {
-        stats::global(|s| s.redirected += 1);
-    }
+    stats::traffic(
+        counted.vip_index,
+        counted.real_id,
+        counted.len,
+        counted.new_flow,
+    );
     action
 }

@@ -25,12 +25,13 @@ use aya_ebpf::{
 };
 use lb_common::{
     IPPROTO_TCP,
-    values::{FLOW_CLOSING, FlowEntry, VipMeta},
+    values::{FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, FlowEntry, VipMeta},
 };
 
 use family::{Family, V4, V6};
+use forward::Counted;
 use maps::{CLOCK, REALS, VIP_FILTER};
-use parse::{Network, NotForUs, Packet, TCP_ACK, TCP_SYN};
+use parse::{Network, NotForUs, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// How often a flow's last-seen time is refreshed: often enough for the agent's idle timeouts,
 /// rarely enough not to write to the flow entry on every packet.
@@ -67,6 +68,13 @@ fn now() -> u64 {
     }
 }
 
+/// Flows whose ordinary packets change nothing in the flow table: they may be served from the
+/// flow cache.
+#[inline(always)]
+fn cacheable(state: u32) -> bool {
+    state == FLOW_ESTABLISHED || state == FLOW_UDP
+}
+
 /// Whether the VIP filter lets the packet through to the lookups.
 #[inline(always)]
 fn maybe_vip(bit: u32) -> bool {
@@ -89,6 +97,26 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
     let is_tcp = packet.proto == IPPROTO_TCP;
     let flags = packet.tcp_flags;
     let syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_ACK == 0;
+    let cache_hash = F::cache_hash(&flow_key);
+    let slot = F::cache_slot(cache_hash);
+
+    // An established flow's ordinary packet (no SYN, FIN or RST: nothing to track), from this
+    // CPU's flow cache, while the flow table's entry is fresh.
+    if (!is_tcp || flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0)
+        && let Some(slot) = slot
+        // SAFETY: a per-CPU array slot, only this CPU reads and writes it.
+        && let Some((real_id, generation, vip_index, refreshed)) = F::cached(unsafe { &*slot }, &flow_key)
+        && let Some(real) = schedule::usable_real(real_id, generation, vip_index)
+        && now().wrapping_sub(refreshed) <= LAST_SEEN_GRANULARITY_NS
+    {
+        let counted = Counted {
+            vip_index,
+            real_id,
+            len: packet.len as u64,
+            new_flow: false,
+        };
+        return forward::forward(ctx, real, counted);
+    }
 
     // A known flow goes to its real without a VIP lookup: the flow remembers its VIP, and a real
     // removed from it (or a VIP removed) no longer has the generation the flow remembers.
@@ -106,13 +134,27 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
                 if now.wrapping_sub(flow.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
                     flow.last_seen_ns = now;
                 }
-                stats::traffic(flow.vip_index, flow.real_id, packet.len as u64, false);
-                return forward::forward(ctx, real);
+                if cacheable(flow.state)
+                    && let Some(slot) = slot
+                {
+                    // SAFETY: as above.
+                    F::cache(unsafe { &mut *slot }, &flow_key, flow, now);
+                }
+                let counted = Counted {
+                    vip_index: flow.vip_index,
+                    real_id: flow.real_id,
+                    len: packet.len as u64,
+                    new_flow: false,
+                };
+                return forward::forward(ctx, real, counted);
             }
-            // A new connection on the tuple of a closed one: forget the old, place the new.
+            // A new connection on the tuple of a closed one: forget the old, place the new, and
+            // make sure no CPU's cache still sends it to the old real.
             conns::closed(flow.real_id, flow.state);
+            F::uncache_everywhere(cache_hash);
         }
-        // Otherwise its real was removed: place the flow again.
+        // Otherwise its real was removed (and no cache still holds it: the real's generation
+        // changed): place the flow again.
     }
 
     let Some(meta) = F::vip(packet) else {
@@ -145,9 +187,20 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
         last_seen_ns: now,
     };
     F::insert_flow(&flow_key, &entry);
+    if cacheable(state)
+        && let Some(slot) = slot
+    {
+        // SAFETY: as above.
+        F::cache(unsafe { &mut *slot }, &flow_key, &entry, now);
+    }
     conns::opened(real_id, state);
-    stats::traffic(meta.index, real_id, packet.len as u64, true);
-    forward::forward(ctx, real)
+    let counted = Counted {
+        vip_index: meta.index,
+        real_id,
+        len: packet.len as u64,
+        new_flow: true,
+    };
+    forward::forward(ctx, real, counted)
 }
 
 #[cfg(not(test))]

@@ -8,12 +8,13 @@ use aya_ebpf::{
 use lb_common::{
     keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps::{
-        BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, FLOW_TABLE_SIZE, MAX_PORTS, MAX_REALS, MAX_SLOTS,
-        MAX_VIPS, PERSIST_TABLE_SIZE,
+        BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, FLOW_CACHE_SIZE, FLOW_TABLE_SIZE, MAX_PORTS,
+        MAX_REALS, MAX_SLOTS, MAX_VIPS, PERSIST_TABLE_SIZE,
     },
     stats::{GlobalStats, TrafficStats},
     values::{
-        ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter, VipMeta, WrrSeq,
+        Cached4, Cached6, ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter,
+        VipMeta, WrrSeq,
     },
 };
 
@@ -51,6 +52,10 @@ pub static FLOWS6: LruHashMap<
     { FLOW_TABLE_SIZE as usize },
     BPF_F_NO_COMMON_LRU,
 > = LruHashMap::new();
+#[btf_map]
+pub static FLOW_CACHE4: PerCpuArray<Cached4, { FLOW_CACHE_SIZE as usize }> = PerCpuArray::new();
+#[btf_map]
+pub static FLOW_CACHE6: PerCpuArray<Cached6, { FLOW_CACHE_SIZE as usize }> = PerCpuArray::new();
 #[btf_map]
 pub static PERSIST4: LruHashMap<Persist4Key, PersistEntry, { PERSIST_TABLE_SIZE as usize }> =
     LruHashMap::new();

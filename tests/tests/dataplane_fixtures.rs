@@ -101,10 +101,10 @@ enum Counter {
     Fragments,
     IcmpErrors,
     NoReal,
-    Tx,
-    Redirected,
     Local,
     Unresolved,
+    /// Sent to a real: no global counter moves, the real's own do.
+    Forwarded,
 }
 
 fn counter(g: &GlobalStats, c: Counter) -> u64 {
@@ -114,24 +114,30 @@ fn counter(g: &GlobalStats, c: Counter) -> u64 {
         Counter::Fragments => g.fragments,
         Counter::IcmpErrors => g.icmp_errors,
         Counter::NoReal => g.no_real,
-        Counter::Tx => g.tx,
-        Counter::Redirected => g.redirected,
         Counter::Local => g.local,
         Counter::Unresolved => g.unresolved,
+        Counter::Forwarded => 0,
     }
 }
 
-const ALL_COUNTERS: [Counter; 9] = [
+const ALL_COUNTERS: [Counter; 7] = [
     Counter::Passed,
     Counter::Malformed,
     Counter::Fragments,
     Counter::IcmpErrors,
     Counter::NoReal,
-    Counter::Tx,
-    Counter::Redirected,
     Counter::Local,
     Counter::Unresolved,
 ];
+
+/// Packets counted for reals, over every service.
+fn real_packets(h: &Harness) -> u64 {
+    let live = h.dataplane.live().expect("live table");
+    live.iter()
+        .flat_map(|s| &s.reals)
+        .map(|r| r.stats.in_packets)
+        .sum()
+}
 
 /// Where a frame should leave to.
 #[derive(Clone, Copy)]
@@ -145,12 +151,13 @@ enum To<'a> {
 }
 
 /// Runs `frame` and checks the verdict, that exactly `counted` went up by one among the global
-/// outcome counters, and that the frame left unchanged or with exactly its MACs rewritten to a
+/// outcome counters (none for a forwarded frame), that the reals' packet counters moved when a
+/// real got the frame, and that the frame left unchanged or with exactly its MACs rewritten to a
 /// real's. Returns the real it went to ("" when not forwarded).
 fn check(h: &Harness, name: &str, frame: &[u8], action: u32, counted: Counter, to: To) -> String {
-    let before = h.global();
+    let (before, real_before) = (h.global(), real_packets(h));
     let outcome = h.run(frame);
-    let after = h.global();
+    let (after, real_after) = (h.global(), real_packets(h));
     assert_eq!(outcome.action, action, "{name}: verdict");
     for c in ALL_COUNTERS {
         let want = u64::from(c == counted);
@@ -160,6 +167,13 @@ fn check(h: &Harness, name: &str, frame: &[u8], action: u32, counted: Counter, t
             "{name}: counter {c:?}"
         );
     }
+    // Every packet given to a real (forwarded, or passed to a local one) is counted for it.
+    let to_a_real = matches!(counted, Counter::Forwarded | Counter::Local);
+    assert_eq!(
+        real_after - real_before,
+        u64::from(to_a_real),
+        "{name}: real counters"
+    );
     let candidates: &[&str] = match to {
         To::Unchanged => {
             assert_eq!(outcome.frame, frame, "{name}: frame changed");
@@ -464,7 +478,7 @@ fn a_syn_goes_to_the_first_real_of_the_wrr_sequence() {
         "SYN",
         &syn(1000).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[2]),
     );
     let v6 = Frame::tcp("2001:db8::10", 1000, VIP6, 80, SYN);
@@ -473,7 +487,7 @@ fn a_syn_goes_to_the_first_real_of_the_wrr_sequence() {
         "IPv6 SYN",
         &v6.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS6[2]),
     );
     let udp = Frame::udp("192.0.2.10", 5353, VIP, 53);
@@ -482,7 +496,7 @@ fn a_syn_goes_to_the_first_real_of_the_wrr_sequence() {
         "first UDP datagram",
         &udp.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[0]),
     );
 }
@@ -496,7 +510,7 @@ fn headers_around_the_ip_header_are_kept() {
         "IPv4 options",
         &options.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[2]),
     );
     let tagged = syn(2).vlan(0x8100, 42);
@@ -505,7 +519,7 @@ fn headers_around_the_ip_header_are_kept() {
         "802.1Q",
         &tagged.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     let qinq = syn(3).vlan(0x88a8, 100).vlan(0x8100, 42);
@@ -514,7 +528,7 @@ fn headers_around_the_ip_header_are_kept() {
         "802.1ad + 802.1Q",
         &qinq.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[2]),
     );
     let ext = Frame::tcp("2001:db8::10", 4, VIP6, 80, SYN)
@@ -525,7 +539,7 @@ fn headers_around_the_ip_header_are_kept() {
         "IPv6 hop-by-hop, destination options",
         &ext.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS6[2]),
     );
     let routing = Frame::tcp("2001:db8::10", 5, VIP6, 80, SYN).ipv6_ext(43, 0);
@@ -534,7 +548,7 @@ fn headers_around_the_ip_header_are_kept() {
         "IPv6 routing header",
         &routing.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS6[1]),
     );
     let big = syn(6).payload(&[0xab; 1400]);
@@ -543,7 +557,7 @@ fn headers_around_the_ip_header_are_kept() {
         "full-size frame",
         &big.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[0]),
     );
 }
@@ -556,7 +570,7 @@ fn an_established_flow_stays_on_its_real() {
         "SYN",
         &syn(1000).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[2]),
     );
     for (name, flags) in [
@@ -566,7 +580,14 @@ fn an_established_flow_stays_on_its_real() {
         ("FIN", FIN | ACK),
     ] {
         let f = Frame::tcp("192.0.2.10", 1000, VIP, 80, flags);
-        check(&h, name, &f.bytes(), XDP_TX, Counter::Tx, To::Real(&chosen));
+        check(
+            &h,
+            name,
+            &f.bytes(),
+            XDP_TX,
+            Counter::Forwarded,
+            To::Real(&chosen),
+        );
     }
     // Other flows move on in the sequence meanwhile.
     check(
@@ -574,7 +595,7 @@ fn an_established_flow_stays_on_its_real() {
         "next SYN",
         &syn(1001).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     let udp = Frame::udp("192.0.2.10", 5353, VIP, 53);
@@ -583,7 +604,7 @@ fn an_established_flow_stays_on_its_real() {
         "UDP",
         &udp.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     check(
@@ -591,7 +612,7 @@ fn an_established_flow_stays_on_its_real() {
         "UDP again",
         &udp.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
 }
@@ -599,30 +620,69 @@ fn an_established_flow_stays_on_its_real() {
 #[test]
 fn a_new_syn_on_a_closed_tuple_is_scheduled_again() {
     let h = harness_with(&site());
+    let tcp = |flags| Frame::tcp("192.0.2.10", 1000, VIP, 80, flags).bytes();
     let first = check(
         &h,
         "SYN",
-        &syn(1000).bytes(),
+        &tcp(SYN),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[2]),
     );
+    // Established, then served from this CPU's flow cache.
+    for name in ["ACK", "ACK from the cache"] {
+        check(
+            &h,
+            name,
+            &tcp(ACK),
+            XDP_TX,
+            Counter::Forwarded,
+            To::Real(&first),
+        );
+    }
+    check(
+        &h,
+        "FIN",
+        &tcp(FIN | ACK),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(&first),
+    );
+    check(
+        &h,
+        "last ACK",
+        &tcp(ACK),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(&first),
+    );
+    // The sequence's next real is 10.0.1.2: the reused tuple goes there, not to its old real,
+    // and so do its next packets, the cache notwithstanding.
+    check(
+        &h,
+        "SYN reusing the tuple",
+        &tcp(SYN),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(REALS[1]),
+    );
+    for name in ["its ACK", "its next ACK"] {
+        check(
+            &h,
+            name,
+            &tcp(ACK),
+            XDP_TX,
+            Counter::Forwarded,
+            To::Real(REALS[1]),
+        );
+    }
     let rst = Frame::tcp("192.0.2.10", 1000, VIP, 80, RST);
     check(
         &h,
         "RST",
         &rst.bytes(),
         XDP_TX,
-        Counter::Tx,
-        To::Real(&first),
-    );
-    // The sequence's next real is 10.0.1.2: the reused tuple goes there, not to its old real.
-    check(
-        &h,
-        "SYN reusing the tuple",
-        &syn(1000).bytes(),
-        XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
 }
@@ -637,7 +697,7 @@ fn a_lost_flow_is_placed_by_the_consistent_hash_table_and_remembered() {
         "mid-stream packet, no flow",
         &lost.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     assert_eq!(h.global().flow_miss_non_syn, before + 1);
@@ -649,7 +709,7 @@ fn a_lost_flow_is_placed_by_the_consistent_hash_table_and_remembered() {
             "SYN moving the cursor",
             &syn(port).bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::AnyOf(&REALS),
         );
     }
@@ -658,7 +718,7 @@ fn a_lost_flow_is_placed_by_the_consistent_hash_table_and_remembered() {
         "next packet of the lost flow",
         &lost.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&placed),
     );
     assert_eq!(h.global().flow_miss_non_syn, before + 1);
@@ -670,7 +730,7 @@ fn a_lost_flow_is_placed_by_the_consistent_hash_table_and_remembered() {
         "same packet, fresh flow table",
         &lost.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&placed),
     );
 }
@@ -702,7 +762,7 @@ fn a_real_on_another_interface_is_reached_by_redirect() {
         "SYN to a real behind fx0",
         &syn(1).bytes(),
         XDP_REDIRECT,
-        Counter::Redirected,
+        Counter::Forwarded,
         To::Real("10.0.1.4"),
     );
     // An egress interface missing from TX_PORTS cannot be redirected to: dropped, counted.
@@ -728,7 +788,7 @@ fn spread(h: &Harness, frame: impl Fn(u16) -> Frame, n: u16, reals: &[&str]) -> 
             "new flow",
             &frame(i + 1).bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::AnyOf(reals),
         );
         counts[reals.iter().position(|x| *x == r).unwrap()] += 1;
@@ -747,7 +807,7 @@ fn wrr_sequences_match_the_weights_exactly() {
             "in order",
             &syn(port).bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::AnyOf(&REALS),
         ));
     }
@@ -785,7 +845,7 @@ fn source_hashing_keeps_a_client_and_spreads_clients() {
             "sh",
             &Frame::tcp(&src, 1, VIP, 80, SYN).bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::AnyOf(&REALS),
         );
         let again = check(
@@ -793,7 +853,7 @@ fn source_hashing_keeps_a_client_and_spreads_clients() {
             "sh, other port",
             &Frame::tcp(&src, 2, VIP, 80, SYN).bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::AnyOf(&REALS),
         );
         assert_eq!(first, again, "client {src} moved");
@@ -810,7 +870,7 @@ fn destination_hashing_sends_a_vip_to_one_real() {
         "dh",
         &syn(1).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     for client in 2..=30u8 {
@@ -826,7 +886,7 @@ fn destination_hashing_sends_a_vip_to_one_real() {
             "dh, other client",
             &f.bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::Real(&first),
         );
     }
@@ -846,7 +906,7 @@ fn maglev_hashing_places_by_flow_and_spreads() {
         "mh",
         &Frame::tcp("192.0.2.10", 4242, VIP, 80, RST).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     let other = harness_with(&hashed_site("mh"));
@@ -855,7 +915,7 @@ fn maglev_hashing_places_by_flow_and_spreads() {
         "mh elsewhere",
         &f,
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
 }
@@ -877,11 +937,18 @@ fn least_connection_schedulers_follow_the_counts() {
                 scheduler,
                 &syn(port).bytes(),
                 XDP_TX,
-                Counter::Tx,
+                Counter::Forwarded,
                 To::AnyOf(&REALS[..2]),
             );
             let ack = Frame::tcp("192.0.2.10", port, VIP, 80, ACK);
-            check(&h, "ACK", &ack.bytes(), XDP_TX, Counter::Tx, To::Real(&r));
+            check(
+                &h,
+                "ACK",
+                &ack.bytes(),
+                XDP_TX,
+                Counter::Forwarded,
+                To::Real(&r),
+            );
             placed.push(r);
         }
         let on_second = placed.iter().filter(|r| *r == REALS[1]).count();
@@ -915,7 +982,7 @@ fn persistence_keeps_a_client_under_its_netmask_until_it_expires() {
         "first connection",
         &syn(1).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[0]),
     );
     // rr would move on; persistence keeps the client, and its /24 neighbours.
@@ -924,7 +991,7 @@ fn persistence_keeps_a_client_under_its_netmask_until_it_expires() {
         "second connection",
         &syn(2).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
     let neighbour = Frame::tcp("192.0.2.200", 7, VIP, 80, SYN);
@@ -933,7 +1000,7 @@ fn persistence_keeps_a_client_under_its_netmask_until_it_expires() {
         "same /24",
         &neighbour.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
     let stranger = Frame::tcp("198.51.100.1", 7, VIP, 80, SYN);
@@ -942,7 +1009,7 @@ fn persistence_keeps_a_client_under_its_netmask_until_it_expires() {
         "other /24",
         &stranger.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     // Each new connection refreshes the template: 29 s later, still there.
@@ -952,7 +1019,7 @@ fn persistence_keeps_a_client_under_its_netmask_until_it_expires() {
         "29 s later",
         &syn(3).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
     // 31 s after the last new connection, it has expired: scheduled afresh.
@@ -962,7 +1029,7 @@ fn persistence_keeps_a_client_under_its_netmask_until_it_expires() {
         "expired",
         &syn(4).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[2]),
     );
 }
@@ -979,7 +1046,7 @@ fn a_quiescent_real_keeps_its_flows_and_templates_but_gets_no_new_ones() {
         "client",
         &client(1).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[0]),
     );
     let other = |p| Frame::tcp("198.51.100.9", p, VIP, 80, SYN);
@@ -988,7 +1055,7 @@ fn a_quiescent_real_keeps_its_flows_and_templates_but_gets_no_new_ones() {
         "other client",
         &other(1).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     t.services.values_mut().next().unwrap().reals[0].weight = 0;
@@ -999,7 +1066,7 @@ fn a_quiescent_real_keeps_its_flows_and_templates_but_gets_no_new_ones() {
         "established flow",
         &ack.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
     check(
@@ -1007,7 +1074,7 @@ fn a_quiescent_real_keeps_its_flows_and_templates_but_gets_no_new_ones() {
         "persistent client",
         &client(2).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&first),
     );
     for n in 2..=20u8 {
@@ -1017,7 +1084,7 @@ fn a_quiescent_real_keeps_its_flows_and_templates_but_gets_no_new_ones() {
             "new client",
             &f.bytes(),
             XDP_TX,
-            Counter::Tx,
+            Counter::Forwarded,
             To::AnyOf(&REALS[1..]),
         );
     }
@@ -1032,7 +1099,7 @@ fn a_removed_real_loses_its_flows_on_their_next_packet() {
         "flow to real 1",
         &syn(1).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[0]),
     );
     check(
@@ -1040,7 +1107,7 @@ fn a_removed_real_loses_its_flows_on_their_next_packet() {
         "flow to real 2",
         &syn(2).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     t.services.values_mut().next().unwrap().reals.remove(0);
@@ -1051,7 +1118,7 @@ fn a_removed_real_loses_its_flows_on_their_next_packet() {
         "flow of the removed real",
         &ack1.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS[1..]),
     );
     let ack2 = Frame::tcp("192.0.2.10", 2, VIP, 80, ACK);
@@ -1060,7 +1127,7 @@ fn a_removed_real_loses_its_flows_on_their_next_packet() {
         "flow of a kept real",
         &ack2.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     // The live table no longer shows it.
@@ -1081,7 +1148,7 @@ fn the_fallback_takes_new_flows_only_while_no_real_has_weight() {
         "reals up: not the fallback",
         &syn(1).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     for r in &mut t.services.values_mut().next().unwrap().reals {
@@ -1093,7 +1160,7 @@ fn the_fallback_takes_new_flows_only_while_no_real_has_weight() {
         "all quiescent: fallback",
         &syn(2).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real("10.0.9.9"),
     );
     let ack = Frame::tcp("192.0.2.10", 1, VIP, 80, ACK);
@@ -1102,7 +1169,7 @@ fn the_fallback_takes_new_flows_only_while_no_real_has_weight() {
         "earlier flow continues",
         &ack.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     t.services.values_mut().next().unwrap().reals[1].weight = 1;
@@ -1112,7 +1179,7 @@ fn the_fallback_takes_new_flows_only_while_no_real_has_weight() {
         "one back: not the fallback",
         &syn(3).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
 }
@@ -1251,17 +1318,24 @@ fn idle_flows_expire_and_connection_counts_follow() {
         "SYN",
         &established.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[0]),
     );
     let ack = Frame::tcp("192.0.2.10", 1, VIP, 80, ACK);
-    check(&h, "ACK", &ack.bytes(), XDP_TX, Counter::Tx, To::Real(&to));
+    check(
+        &h,
+        "ACK",
+        &ack.bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(&to),
+    );
     check(
         &h,
         "half-open",
         &syn(2).bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(REALS[1]),
     );
     let conns = |h: &Harness, real: &str| {
@@ -1288,7 +1362,7 @@ fn idle_flows_expire_and_connection_counts_follow() {
         "established, later",
         &ack.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::Real(&to),
     );
 
@@ -1303,7 +1377,7 @@ fn idle_flows_expire_and_connection_counts_follow() {
         "expired flow's packet",
         &ack.bytes(),
         XDP_TX,
-        Counter::Tx,
+        Counter::Forwarded,
         To::AnyOf(&REALS),
     );
     assert_eq!(h.global().flow_miss_non_syn, before + 1);

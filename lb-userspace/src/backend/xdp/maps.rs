@@ -10,7 +10,8 @@ use lb_common::{
     maps as names,
     stats::{GlobalStats, TrafficStats},
     values::{
-        ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter, VipMeta, WrrSeq,
+        Cached4, Cached6, ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter,
+        VipMeta, WrrSeq,
     },
 };
 
@@ -28,6 +29,8 @@ pub struct Maps {
     pub wrr_cursors: PerCpuArray<MapData, u32>,
     pub flows4: HashMap<MapData, Flow4Key, FlowEntry>,
     pub flows6: HashMap<MapData, Flow6Key, FlowEntry>,
+    pub flow_cache4: PerCpuArray<MapData, Cached4>,
+    pub flow_cache6: PerCpuArray<MapData, Cached6>,
     pub persist4: HashMap<MapData, Persist4Key, PersistEntry>,
     pub persist6: HashMap<MapData, Persist6Key, PersistEntry>,
     pub conns: Array<MapData, ConnCounts>,
@@ -80,6 +83,8 @@ impl Maps {
             wrr_cursors: typed(names::WRR_CURSORS, take(names::WRR_CURSORS)?)?,
             flows4: typed(names::FLOWS4, take(names::FLOWS4)?)?,
             flows6: typed(names::FLOWS6, take(names::FLOWS6)?)?,
+            flow_cache4: typed(names::FLOW_CACHE4, take(names::FLOW_CACHE4)?)?,
+            flow_cache6: typed(names::FLOW_CACHE6, take(names::FLOW_CACHE6)?)?,
             persist4: typed(names::PERSIST4, take(names::PERSIST4)?)?,
             persist6: typed(names::PERSIST6, take(names::PERSIST6)?)?,
             conns: typed(names::CONNS, take(names::CONNS)?)?,
@@ -136,8 +141,6 @@ impl Maps {
                 flow_miss_non_syn: a.flow_miss_non_syn + v.flow_miss_non_syn,
                 fragments: a.fragments + v.fragments,
                 icmp_errors: a.icmp_errors + v.icmp_errors,
-                tx: a.tx + v.tx,
-                redirected: a.redirected + v.redirected,
                 local: a.local + v.local,
                 unresolved: a.unresolved + v.unresolved,
             }))
@@ -146,7 +149,7 @@ impl Maps {
 
 /// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
 /// as this build lays them out.
-fn layout() -> [(&'static str, usize, usize, u32); 19] {
+fn layout() -> [(&'static str, usize, usize, u32); 21] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
@@ -161,6 +164,8 @@ fn layout() -> [(&'static str, usize, usize, u32); 19] {
         // Per-CPU LRU lists round the size up to a multiple of the CPU count.
         (FLOWS4, size_of::<Flow4Key>(), size_of::<FlowEntry>(), 0),
         (FLOWS6, size_of::<Flow6Key>(), size_of::<FlowEntry>(), 0),
+        (FLOW_CACHE4, 4, size_of::<Cached4>(), FLOW_CACHE_SIZE),
+        (FLOW_CACHE6, 4, size_of::<Cached6>(), FLOW_CACHE_SIZE),
         (
             PERSIST4,
             size_of::<Persist4Key>(),
