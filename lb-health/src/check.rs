@@ -25,8 +25,8 @@ use crate::tls::TrustedCas;
 use crate::{dns, external, maintenance, tcp, tls};
 
 /// Resources every check shares: the TLS client configuration (with the trusted CAs), the
-/// ICMP sockets and the limit
-/// on concurrently running check commands. Cheap to clone.
+/// ICMP sockets, the limit on concurrently running check commands and the maintenance
+/// directories' listings. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Probes {
     inner: Arc<ProbesInner>,
