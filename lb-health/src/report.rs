@@ -3,7 +3,7 @@
 //!
 //! Check tasks do not send on the agent's channel themselves: every send to a receiver that is
 //! waiting on another thread wakes that thread, and at 10,000 checks a second those wake-ups
-//! cost more CPU than a check's own work in user space. Rounds are queued, and sent back to
+//! are a visible share of the CPU (docs/health-checks.md). Rounds are queued, and sent back to
 //! back at most once per [`DELIVERY_PERIOD`], which wakes the agent once per batch. The first
 //! result after a quiet spell goes out at once.
 

@@ -426,17 +426,19 @@ where
             shared: Arc::clone(&self.shared),
         };
         self.running.insert(spec, Running { id, keys });
-        // After the agent's token fired nothing starts: no one would abort it.
-        if self.cancel.is_cancelled() {
-            return;
-        }
         let task = self
             .tracker
-            .spawn_on(task.rounds(first_delay), &self.runtime.handle);
+            .spawn_on(task.rounds(first_delay), &self.runtime.handle)
+            .abort_handle();
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, task.abort_handle());
+            .insert(id, task.clone());
+        // The agent's token may have fired (and its watcher aborted every task it knew)
+        // before this one was registered.
+        if self.cancel.is_cancelled() {
+            task.abort();
+        }
     }
 
     /// The id of the running check for `spec`, if any.
