@@ -159,6 +159,15 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
     let program_before = director.ip(&["link", "show", "d0"]);
     drop(backend);
     let mut backend = XdpBackend::open(&options).expect("reopen");
+    // The agent refreshes every second from its start, also while it holds off its first apply
+    // until its reals are checked: meanwhile what the previous agent left keeps forwarding.
+    backend.refresh().expect("refresh");
+    let live = backend.dataplane().live().unwrap();
+    assert_eq!(
+        live.iter().map(|s| s.reals.len()).collect::<Vec<_>>(),
+        [2],
+        "a refresh before the first apply changed the table: {live:?}"
+    );
     backend.apply(&table([0, 1])).expect("apply");
     assert_eq!(
         director.ip(&["link", "show", "d0"]),

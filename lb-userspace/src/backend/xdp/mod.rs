@@ -71,8 +71,10 @@ pub struct XdpBackend {
     dataplane: Dataplane,
     paths: KernelPaths,
     pin_dir: PathBuf,
-    /// The last table applied, applied again when a real's path changes.
-    last: DesiredTable,
+    /// The last table applied, applied again when a real's path changes. None until the first
+    /// apply: a restarted agent holds that off until its reals are checked, and meanwhile what
+    /// the previous agent left in the pinned maps must keep forwarding, not be refreshed away.
+    last: Option<DesiredTable>,
     /// When the flow tables were last swept for idle flows.
     last_expiry: Option<std::time::Instant>,
 }
@@ -229,7 +231,7 @@ impl XdpBackend {
             dataplane,
             paths,
             pin_dir: dir,
-            last: DesiredTable::default(),
+            last: None,
             last_expiry: None,
         })
     }
@@ -246,15 +248,16 @@ impl Backend for XdpBackend {
             .refresh()
             .map_err(system("reading routes and neighbours"))?;
         self.dataplane.apply(table, &mut self.paths)?;
-        self.last = table.clone();
+        self.last = Some(table.clone());
         Ok(())
     }
 
     /// Looks up every real's path again and applies the last table if one changed (a neighbour
     /// resolved or moved, a route changed); every ten seconds, also expires idle flows.
     fn refresh(&mut self) -> Result<(), BackendError> {
-        let table = self.last.clone();
-        self.apply(&table)?;
+        if let Some(table) = self.last.clone() {
+            self.apply(&table)?;
+        }
         if self
             .last_expiry
             .is_none_or(|t| t.elapsed() >= EXPIRY_INTERVAL)
@@ -268,7 +271,8 @@ impl Backend for XdpBackend {
     /// With nothing left to forward (every virtual stopped with `cleanstop = yes`), detaches the
     /// program and removes the pins; otherwise leaves everything forwarding for the next agent.
     fn shutdown(&mut self) -> Result<(), BackendError> {
-        if !self.last.services.is_empty() {
+        // Never applied: whatever is pinned is another agent's doing, and stays.
+        if self.last.as_ref().is_none_or(|t| !t.services.is_empty()) {
             return Ok(());
         }
         remove_pins(&self.pin_dir, |_| true)?;
