@@ -49,6 +49,8 @@ pub struct Reply {
     pub status: u16,
     /// The `Server` header: which lab web server answered (`web1`, …, `fallback`).
     pub server: String,
+    /// The `X-Client` header: the client's address and port as the server saw them.
+    pub client: String,
     /// The body without its trailing newline.
     pub body: String,
 }
@@ -120,7 +122,7 @@ impl Connection {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-        let (mut server, mut length) = (String::new(), None);
+        let (mut server, mut client, mut length) = (String::new(), String::new(), None);
         loop {
             let line = self.line()?;
             if line.is_empty() {
@@ -131,6 +133,7 @@ impl Connection {
             };
             match name.to_ascii_lowercase().as_str() {
                 "server" => server = value.trim().to_owned(),
+                "x-client" => client = value.trim().to_owned(),
                 "content-length" => {
                     length = Some(
                         value
@@ -149,6 +152,7 @@ impl Connection {
         Ok(Reply {
             status,
             server,
+            client,
             body,
         })
     }
