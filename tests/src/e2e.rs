@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use xtask::lab::agent::{Agent, Service, wait_for};
 use xtask::lab::client::{self, Connection, Reply};
-use xtask::lab::{self, CHECK_PATH, CLIENT, DIRECTOR, HTTP_PORT, REALS, RUN_DIR, VIP, VIP6};
+use xtask::lab::{self, CHECK_PATH, CLIENT, DIRECTOR, HTTP_PORT, REALS, RUN_DIR};
 
 /// How long the agent may take to act on a change; checks run every second.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -489,6 +489,3 @@ impl Drop for Traffic {
         }
     }
 }
-
-/// The lab's VIPs, for tests that use the one of each family.
-pub const VIPS: [IpAddr; 2] = [IpAddr::V4(VIP), IpAddr::V6(VIP6)];

@@ -39,7 +39,8 @@ fn a_failed_real_gets_no_new_connection_once_the_agent_has_decided() {
         "{}",
         agent.log_text()
     );
-    // Until the agent decided, new connections that reached web1's stopped server failed.
+    // The client kept connecting while the agent decided (those that reached web1's stopped
+    // server meanwhile were refused: what failurecount × checkinterval + checktimeout bounds).
     assert!(before.served.values().sum::<usize>() > 0, "{before:?}");
 
     // From now on: every new connection is served, and never by web1.
