@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -115,11 +114,10 @@ fn build() -> anyhow::Result<Binaries> {
         xdirectord: profile_dir.join("xdirectord"),
     };
     for package in ["lb-userspace", "xtask"] {
-        // `cargo` as the shell finds it (rustup's proxy), as the lab's own build runs it: the
-        // toolchain's cargo that `$CARGO` names builds lb-userspace afresh (another environment
-        // for its build script), which takes a while.
+        // Without the variables `cargo test` set for us, or this build would not match the
+        // one that built this test (see `xtask::cargo`).
         let built = xtask::run(
-            Command::new("cargo")
+            xtask::cargo()
                 .args([
                     "build",
                     "--quiet",

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -50,9 +49,11 @@ pub fn demo(xtask: &Path) -> Result<()> {
         );
     }
     say("building (cargo build)");
-    run(Command::new("cargo").arg("build"))?;
+    run(crate::cargo().arg("build"))?;
     let xdirectord = xdirectord_next_to(xtask)?;
     let agent = Agent::new(xdirectord, CONFIG);
+    // Ctrl-C ends the demo at its next step or wait, and the lab still comes down.
+    crate::catch_interrupts();
     let started = Instant::now();
     let result = {
         let _teardown = Teardown(&agent);
@@ -92,25 +93,32 @@ impl Drop for Teardown<'_> {
         self.0.kill();
         say("taking the lab down");
         if let Err(e) = lab::down() {
-            eprintln!("demo: lab down failed: {e:#}");
+            eout!("demo: lab down failed: {e:#}");
         }
     }
 }
 
 fn say(line: &str) {
-    println!("demo: {line}");
+    out!("demo: {line}");
+}
+
+/// Stops the demo between steps once interrupted.
+fn step(line: &str) -> Result<()> {
+    ensure!(!crate::interrupted(), "interrupted");
+    say(line);
+    Ok(())
 }
 
 fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
     lab::up(xtask)?;
     let mut log = AgentLog::open()?;
 
-    say(&format!(
+    step(&format!(
         "starting xdirectord on {CONFIG} in the director's namespace:\n      \
          nsenter --net=/var/run/netns/{} {} {CONFIG} start",
         DIRECTOR.ns,
         relative(&agent.binary).display(),
-    ));
+    ))?;
     agent.start()?;
     let all_up = [(0, 10), (1, 20), (2, 30)];
     wait_for_table(agent, "all three reals to pass their checks", |s| {
@@ -121,7 +129,7 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
         "Added real server: 10.200.0.12:80 (10.200.0.100:80)",
         "Added real server: 10.200.0.13:80 (10.200.0.100:80)",
     ])?;
-    say("`xdirectord show` (read back from the pinned BPF maps):");
+    step("`xdirectord show` (read back from the pinned BPF maps):")?;
     indent(&agent.show()?);
 
     let v4 = SocketAddr::new(VIP.into(), HTTP_PORT);
@@ -129,7 +137,7 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
     traffic(v4, &[("web1", 10), ("web2", 20), ("web3", 30)])?;
     traffic(v6, &[("web1", 10), ("web2", 20), ("web3", 30)])?;
 
-    say("stopping web1's server: its check fails and the agent takes it out");
+    step("stopping web1's server: its check fails and the agent takes it out")?;
     lab::stop_server(&REALS[0])?;
     wait_for_table(agent, "web1 to leave the table", |s| {
         reals_are(s, &[(1, 20), (2, 30)])
@@ -138,7 +146,7 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
     indent(&show_v4(agent)?);
     traffic(v4, &[("web2", 24), ("web3", 36)])?;
 
-    say("stopping web2's and web3's servers too: the fallback on the director takes over");
+    step("stopping web2's and web3's servers too: the fallback on the director takes over")?;
     lab::stop_server(&REALS[1])?;
     lab::stop_server(&REALS[2])?;
     wait_for_table(agent, "the fallback to come in", |s| {
@@ -158,7 +166,7 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
         reply.body
     );
 
-    say("starting the three servers again: the reals come back, the fallback leaves");
+    step("starting the three servers again: the reals come back, the fallback leaves")?;
     for real in &REALS {
         lab::start_server(xtask, real)?;
     }
@@ -174,7 +182,7 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
     indent(&show_v4(agent)?);
     traffic(v4, &[("web1", 10), ("web2", 20), ("web3", 30)])?;
 
-    say("stopping xdirectord (cleanstop = yes: it purges its table and removes its pins)");
+    step("stopping xdirectord (cleanstop = yes: it purges its table and removes its pins)")?;
     agent.stop()?;
     ensure!(
         !agent.pin_dir().exists(),
@@ -182,10 +190,10 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
         agent.pin_dir().display()
     );
     let reply = client::in_ns(CLIENT.ns, || client::get(v4, "/"))??;
-    say(&format!(
+    step(&format!(
         "without a balancer the director's own stack answers the VIP: {:?}",
         reply.body
-    ));
+    ))?;
     ensure!(
         reply.server == "fallback",
         "without a balancer the director itself should answer the VIP; {} did",
@@ -196,7 +204,6 @@ fn steps(xtask: &Path, agent: &Agent) -> Result<()> {
 
 /// Waits until the IPv4 and the IPv6 service both satisfy `condition`.
 fn wait_for_table(agent: &Agent, what: &str, condition: impl Fn(&Service) -> bool) -> Result<()> {
-    let mut last = None;
     let result = wait_for(what, PATIENCE, || {
         let table = agent.table()?;
         let ok = [IpAddr::from(VIP), IpAddr::from(VIP6)].iter().all(|vip| {
@@ -205,10 +212,13 @@ fn wait_for_table(agent: &Agent, what: &str, condition: impl Fn(&Service) -> boo
                 .find(|s| s.addr == *vip && s.port == HTTP_PORT)
                 .is_some_and(&condition)
         });
-        last = Some(table);
         Ok(ok.then_some(()))
     });
-    result.with_context(|| format!("the table last read: {last:#?}"))
+    if result.is_err() && !crate::interrupted() {
+        let now = agent.show().unwrap_or_else(|e| format!("{e:#}"));
+        return result.with_context(|| format!("the table now:\n{now}"));
+    }
+    result
 }
 
 /// Whether the service holds exactly these reals (index into [`REALS`], weight), no fallback.
@@ -273,7 +283,7 @@ fn show_v4(agent: &Agent) -> Result<String> {
 
 fn indent(text: &str) {
     for line in text.lines() {
-        println!("    {line}");
+        out!("    {line}");
     }
 }
 
@@ -335,7 +345,7 @@ impl AgentLog {
             },
         )?;
         for line in found {
-            println!("      xdirectord: {line}");
+            out!("      xdirectord: {line}");
         }
         Ok(())
     }

@@ -208,7 +208,7 @@ pub fn existing_namespaces() -> Result<Vec<String>> {
 /// XDP programs (`lb-ebpf`, `xdp-baseline`, `xdp-pass`). Builds lb-userspace to find it, so it
 /// holds current objects in whatever target directory cargo uses.
 pub fn lb_userspace_out_dir() -> Result<PathBuf> {
-    let mut command = Command::new("cargo");
+    let mut command = crate::cargo();
     command
         .args([
             "build",
@@ -241,7 +241,7 @@ pub fn lb_userspace_out_dir() -> Result<PathBuf> {
         // The build script runs before lb-userspace itself compiles: its objects are good even when
         // the Rust code (which others may be editing) does not build.
         (false, Some(dir)) => {
-            eprintln!(
+            eout!(
                 "lab: warning: {command:?} failed ({}), but lb-userspace's build script ran; \
                  using the XDP objects in {}",
                 out.status,
@@ -305,12 +305,12 @@ pub fn up(httpd: &Path) -> Result<()> {
                 .iter()
                 .all(|h| h.web.is_none() || server_pid(h).is_some());
         if complete {
-            println!(
+            out!(
                 "lab: already up, left as it is (`cargo xtask lab down` first to build it afresh)"
             );
             return Ok(());
         }
-        println!(
+        out!(
             "lab: found a partial lab (namespaces: {}); removing it first",
             if existing.is_empty() {
                 "none".to_owned()
@@ -324,20 +324,20 @@ pub fn up(httpd: &Path) -> Result<()> {
     let xdp_pass = xdp_pass_object()?;
     let started = Instant::now();
     if let Err(error) = build(httpd, &xdp_pass) {
-        eprintln!("lab: up failed; removing what was built");
+        eout!("lab: up failed; removing what was built");
         if let Err(cleanup) = down() {
-            eprintln!("lab: removing failed too: {cleanup:#}");
+            eout!("lab: removing failed too: {cleanup:#}");
         }
         return Err(error.context("lab up"));
     }
-    println!(
+    out!(
         "lab: up in {:.1}s: client {}, director {} (VIP {VIP}, {VIP6}), reals {}",
         started.elapsed().as_secs_f64(),
         CLIENT.ipv4,
         DIRECTOR.ipv4,
         REALS.map(|r| r.ipv4.to_string()).join(" "),
     );
-    println!(
+    out!(
         "lab: try `ip netns exec {} curl {}`",
         CLIENT.ns,
         http_url(REALS[0].ipv4, CHECK_PATH)
@@ -715,9 +715,9 @@ pub fn down() -> Result<()> {
         bail!("lab down: {}", failures.join("; "));
     }
     if existing.is_empty() && pids.is_empty() && pins.is_empty() {
-        println!("lab: nothing to remove");
+        out!("lab: nothing to remove");
     } else {
-        println!(
+        out!(
             "lab: down (removed {} namespaces, stopped {} processes, removed {} pin directories)",
             existing.len(),
             pids.len(),
@@ -806,7 +806,7 @@ fn stop(pids: &[u32]) -> Result<()> {
             format!("{p} ({})", comm.trim())
         })
         .collect();
-    println!("lab: stopping {}", named.join(", "));
+    out!("lab: stopping {}", named.join(", "));
     terminate(pids)
 }
 
@@ -907,10 +907,10 @@ pub fn addresses(ns: &str) -> Result<Vec<(String, Vec<String>)>> {
 /// xdirectord agents of lab configurations and their pins (`down` removes both).
 fn print_agents_and_pins() {
     for (config, pid) in lab_agents() {
-        println!("xdirectord    {config} running (pid {pid})");
+        out!("xdirectord    {config} running (pid {pid})");
     }
     for dir in lab_pin_dirs() {
-        println!("pins          {}", dir.display());
+        out!("pins          {}", dir.display());
     }
 }
 
@@ -918,7 +918,7 @@ fn print_agents_and_pins() {
 pub fn print_status() -> Result<()> {
     let existing = existing_namespaces()?;
     if existing.is_empty() {
-        println!("lab: down (no {NS_PREFIX}* namespaces)");
+        out!("lab: down (no {NS_PREFIX}* namespaces)");
         print_agents_and_pins();
         return Ok(());
     }
@@ -927,9 +927,9 @@ pub fn print_status() -> Result<()> {
         .filter(|ns| !existing.iter().any(|e| e == ns))
         .collect();
     if missing.is_empty() {
-        println!("lab: up");
+        out!("lab: up");
     } else {
-        println!(
+        out!(
             "lab: partial, missing {} (`cargo xtask lab down` removes the rest)",
             missing.join(" ")
         );
@@ -961,10 +961,10 @@ pub fn print_status() -> Result<()> {
         }
         for (i, line) in lines.iter().enumerate() {
             let first = if i == 0 { host.ns } else { "" };
-            println!("{first:<13} {line}");
+            out!("{first:<13} {line}");
         }
         if lines.is_empty() {
-            println!("{}", host.ns);
+            out!("{}", host.ns);
         }
     }
     if existing.iter().any(|e| e == SWITCH_NS) {
@@ -976,7 +976,7 @@ pub fn print_status() -> Result<()> {
                 Err(_) => format!("{} MISSING", host.peer),
             });
         }
-        println!("{SWITCH_NS:<13} {BRIDGE} ports: {}", ports.join(", "));
+        out!("{SWITCH_NS:<13} {BRIDGE} ports: {}", ports.join(", "));
     }
     print_agents_and_pins();
     let others: Vec<&String> = existing
@@ -984,7 +984,7 @@ pub fn print_status() -> Result<()> {
         .filter(|e| !NAMESPACES.contains(&e.as_str()))
         .collect();
     if !others.is_empty() {
-        println!(
+        out!(
             "also: {} (not part of this lab; `down` removes them)",
             others
                 .iter()

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use std::process::Command;
-use xtask::{bench, demo, lab, run, setup, workspace_root, xdirectord_binary};
+use xtask::{bench, cargo, demo, lab, run, setup, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -85,16 +85,16 @@ fn lab_command(args: &[String]) -> Result<()> {
 }
 
 fn build() -> Result<()> {
-    run(Command::new("cargo").args(["build", "--all-targets"]))
+    run(cargo().args(["build", "--all-targets"]))
 }
 
 fn test() -> Result<()> {
     println!("test: formatting");
-    run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
     println!("test: clippy (user space)");
-    run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     println!("test: clippy (XDP programs)");
-    run(Command::new("cargo").args([
+    run(cargo().args([
         "+nightly",
         "clippy",
         "--package",
@@ -108,5 +108,5 @@ fn test() -> Result<()> {
         "-Zpanic_abort_tests",
     ]))?;
     println!("test: cargo test");
-    run(Command::new("cargo").args(["test", "--no-fail-fast"]))
+    run(cargo().args(["test", "--no-fail-fast"]))
 }

@@ -256,7 +256,8 @@ fn number(v: &serde_json::Value) -> Result<u64> {
 }
 
 /// Polls `probe` every 100 ms until it returns `Some`, for at most `patience`. The error says
-/// what was awaited, and the last error `probe` returned.
+/// what was awaited, and the last error `probe` returned. Gives up at once when interrupted
+/// (see [`crate::catch_interrupts`]).
 pub fn wait_for<T>(
     what: &str,
     patience: Duration,
@@ -265,6 +266,9 @@ pub fn wait_for<T>(
     let deadline = Instant::now() + patience;
     let mut last_error = None;
     loop {
+        if crate::interrupted() {
+            bail!("interrupted while waiting for {what}");
+        }
         match probe() {
             Ok(Some(value)) => return Ok(value),
             Ok(None) => {}
