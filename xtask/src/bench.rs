@@ -2,7 +2,6 @@
 //! their tables printed and their figures written under `target/bench/`.
 
 use anyhow::Result;
-use std::process::Command;
 
 use crate::run;
 
@@ -13,7 +12,7 @@ pub fn dataplane() -> Result<()> {
         "bench: data plane (BPF_PROG_TEST_RUN, JIT on, side by side with a bare XDP_TX program)"
     );
     // The figures are the kernel's: a debug build of the harness measures the same.
-    run(Command::new("cargo").args([
+    run(crate::cargo().args([
         "run",
         "--quiet",
         "--package",

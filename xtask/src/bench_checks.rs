@@ -5,14 +5,13 @@
 //! time from a real's server stopping to the table without it reaching the backend.
 
 use anyhow::Result;
-use std::process::Command;
 
 use crate::{run, workspace_root};
 
 /// Runs the benchmark and writes `target/bench/checks.json` (about a minute and a half).
 pub fn bench_checks() -> Result<()> {
     let out = workspace_root().join("target/bench/checks.json");
-    run(Command::new("cargo")
+    run(crate::cargo()
         .current_dir(workspace_root())
         .args([
             "run",
