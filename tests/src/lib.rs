@@ -4,8 +4,10 @@
 //! * [`packet`]: building test frames.
 //! * [`harness`]: running the real XDP program on them through BPF_PROG_TEST_RUN.
 //! * [`netns`]: named network namespaces, per-thread setns, raw packet sockets.
+//! * [`table`]: desired tables in a line each.
 //! * [`e2e`]: end-to-end runs on the lab (`cargo xtask lab`): xdirectord, real servers, clients.
 pub mod e2e;
 pub mod harness;
 pub mod netns;
 pub mod packet;
+pub mod table;

@@ -2,16 +2,15 @@
 //! frame, the expected verdict, the expected output frame (MACs rewritten, everything else
 //! untouched) and the counters after each case.
 
-use std::net::IpAddr;
-
 use lb_common::stats::GlobalStats;
 use xdirectord::{
     backend::xdp::RealPath,
-    table::{DesiredTable, Forward, Persistence, Protocol, Real, Service, ServiceKey},
+    table::{DesiredTable, Persistence, Protocol},
 };
 use xdirectord_tests::{
     harness::{Harness, Outcome, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     packet::{ACK, DIRECTOR_MAC, FIN, Frame, L4, PSH, RST, SYN},
+    table::{self, key, real, service},
 };
 
 const VIP: &str = "10.0.0.100";
@@ -21,43 +20,8 @@ const REALS6: [&str; 3] = ["fd00::1:1", "fd00::1:2", "fd00::1:3"];
 /// Test runs enter on `lo` of the harness's namespace.
 const INGRESS: u32 = 1;
 
-/// A real's MAC, made from its address so a frame's destination MAC names its real.
 fn mac_of(addr: &str) -> [u8; 6] {
-    let o = match addr.parse::<IpAddr>().unwrap() {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets()[12..].to_vec(),
-    };
-    [0x02, 0x00, o[0], o[1], o[2], o[3]]
-}
-
-fn real(addr: &str, weight: u32) -> Real {
-    Real {
-        addr: addr.parse().unwrap(),
-        port: 80,
-        forward: Forward::Gate,
-        weight,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
-}
-
-fn service(scheduler: &str, reals: &[(&str, u32)]) -> Service {
-    Service {
-        scheduler: scheduler.into(),
-        persistence: None,
-        sched_flags: None,
-        one_packet: false,
-        reals: reals.iter().map(|(a, w)| real(a, *w)).collect(),
-        fallback: None,
-    }
-}
-
-fn key(protocol: Protocol, addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Inet {
-        protocol,
-        addr: addr.parse().unwrap(),
-        port,
-    }
+    table::mac_of(addr.parse().unwrap())
 }
 
 /// The common site: TCP VIP:80 wrr 1/2/3, UDP VIP:53 rr, TCP VIP6:80 wrr 1/2/3.

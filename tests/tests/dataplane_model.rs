@@ -10,11 +10,12 @@ use xdirectord::{
         RealPath,
         model::{Decision, Model, ModelPacket},
     },
-    table::{DesiredTable, Forward, Persistence, Protocol, Real, Service, ServiceKey},
+    table::{DesiredTable, Persistence, Protocol, Service, ServiceKey},
 };
 use xdirectord_tests::{
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     packet::{ACK, DIRECTOR_MAC, FIN, Frame, PSH, RST, SYN},
+    table::{key, mac_of, real},
 };
 
 /// xorshift64*: a small deterministic generator, so a failing seed replays exactly.
@@ -47,33 +48,6 @@ const CLIENTS4: [&str; 6] = [
     "203.0.113.10",
 ];
 const CLIENTS6: [&str; 3] = ["2001:db8::1", "2001:db8::2", "2001:db8:1::1"];
-
-fn mac_of(addr: IpAddr) -> [u8; 6] {
-    let o = match addr {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets()[12..].to_vec(),
-    };
-    [0x02, 0x00, o[0], o[1], o[2], o[3]]
-}
-
-fn key(protocol: Protocol, addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Inet {
-        protocol,
-        addr: addr.parse().unwrap(),
-        port,
-    }
-}
-
-fn real(addr: &str, weight: u32) -> Real {
-    Real {
-        addr: addr.parse().unwrap(),
-        port: 80,
-        forward: Forward::Gate,
-        weight,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
-}
 
 /// A random virtual service over `pool`.
 fn random_service(rng: &mut Rng, pool: &[&str]) -> Service {
