@@ -47,13 +47,20 @@ impl BackendOverrides {
             .unwrap_or(BackendKind::Xdp)
     }
 
-    /// The interfaces in force: `--interface`, else the file's global `interface`.
+    /// The interfaces in force: `--interface`, else the file's `interface` lines, global and
+    /// per virtual (the program is attached to each; a virtual's packets are balanced on
+    /// whichever interface they arrive).
     pub fn interfaces(&self, config: &Config) -> Vec<String> {
-        if self.interfaces.is_empty() {
-            config.global.interfaces.clone()
-        } else {
-            self.interfaces.clone()
+        if !self.interfaces.is_empty() {
+            return self.interfaces.clone();
         }
+        let mut interfaces = config.global.interfaces.clone();
+        for name in config.virtuals.iter().flat_map(|vs| &vs.interfaces) {
+            if !interfaces.contains(name) {
+                interfaces.push(name.clone());
+            }
+        }
+        interfaces
     }
 }
 
@@ -499,4 +506,37 @@ pub fn check_config(
     // Nothing sensible is left to do if the output is gone; the status still tells.
     let _ = out.write_all(String::as_bytes(&text));
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_config::testing::StaticEnvironment;
+
+    fn config(text: &str) -> Config {
+        lb_config::parse(
+            text.as_bytes(),
+            "t.cf".as_ref(),
+            &StaticEnvironment::default(),
+        )
+        .expect("valid configuration")
+    }
+
+    #[test]
+    fn interfaces_are_the_command_line_s_or_every_one_the_file_names() {
+        let config = config(
+            "interface=eth0\n\
+             virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tchecktype=on\n\
+             virtual=192.0.2.2:80\n\treal=192.0.2.12:80 gate\n\tchecktype=on\n\tinterface=eth1\n",
+        );
+        assert_eq!(
+            BackendOverrides::default().interfaces(&config),
+            ["eth0", "eth1"]
+        );
+        let cli = BackendOverrides {
+            interfaces: vec!["bond0".into()],
+            ..Default::default()
+        };
+        assert_eq!(cli.interfaces(&config), ["bond0"]);
+    }
 }
