@@ -201,3 +201,31 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         "still attached after a clean stop: {link}"
     );
 }
+
+/// A link pinned for an interface that was deleted and made again (a lab torn down and built
+/// again, a NIC re-probed) no longer works: a new agent attaches afresh instead of failing.
+#[test]
+fn a_pinned_link_whose_interface_was_made_again_is_replaced() {
+    let director = NetNs::new("xdt-relink");
+    let config_name = format!("xdt-relink-{}", std::process::id());
+    let _pins = Pins(pin_dir(&config_name).unwrap());
+    let make_veth = || {
+        director.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+        director.ip(&["link", "set", "d0", "up"]);
+    };
+    make_veth();
+    director.enter();
+    let options = XdpOptions {
+        config_name: config_name.clone(),
+        interfaces: vec!["d0".into()],
+        mode: Mode::Native,
+    };
+    drop(XdpBackend::open(&options).expect("open"));
+    director.ip(&["link", "del", "d0"]);
+    make_veth();
+    let mut backend = XdpBackend::open(&options).expect("open after the interface came back");
+    let link = director.ip(&["link", "show", "d0"]);
+    assert!(link.contains("prog/xdp"), "not attached: {link}");
+    backend.apply(&DesiredTable::default()).expect("apply");
+    backend.shutdown().expect("shutdown");
+}

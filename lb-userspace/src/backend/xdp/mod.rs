@@ -311,7 +311,8 @@ pub fn ifindex(interface: &str) -> Result<u32, BackendError> {
 }
 
 /// Attaches `program` to `interface` through a pinned link, or swaps it into the pinned link an
-/// earlier agent left (atomically: no packet misses a program).
+/// earlier agent left (atomically: no packet misses a program). A pinned link that no longer works
+/// (its interface was deleted and made again) is replaced by a fresh one.
 fn attach(
     program: &mut Xdp,
     interface: &str,
@@ -320,27 +321,17 @@ fn attach(
 ) -> Result<(), BackendError> {
     let pin = dir.join(link_pin_name(interface));
     if pin.exists() {
-        let pinned = PinnedLink::from_pin(&pin)
-            .map_err(|e| BackendError::system(format!("opening {}", pin.display()), e))?;
-        let link = FdLink::from(pinned);
-        let running = link.info().ok().map(|i| i.program_id());
-        let ours = program.info().ok().map(|i| i.id());
-        if running.is_some() && running == ours {
-            return Ok(());
+        match replace_pinned(program, &pin) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                eprintln!(
+                    "xdirectord: {interface}: the pinned link cannot take the program ({e}); \
+                     attaching afresh"
+                );
+                std::fs::remove_file(&pin)
+                    .map_err(system(format!("removing {}", pin.display())))?;
+            }
         }
-        let id = program
-            .attach_to_link(
-                XdpLink::try_from(link).map_err(|e| BackendError::system("pinned link", e))?,
-            )
-            .map_err(|e| {
-                BackendError::system(format!("replacing the program on {interface}"), e)
-            })?;
-        // The link stays alive through its pin; forget our handle without detaching.
-        let link = program
-            .take_link(id)
-            .map_err(|e| BackendError::system("taking the link", e))?;
-        drop(link);
-        return Ok(());
     }
     let id = match mode {
         XdpMode::Generic => program.attach(interface, AyaXdpMode::Skb),
@@ -349,7 +340,7 @@ fn attach(
             .or_else(|native| {
                 eprintln!(
                     "xdirectord: {interface}: native XDP is not possible ({native}); attaching in \
-                 generic mode, which is slower"
+                     generic mode, which is slower"
                 );
                 program.attach(interface, AyaXdpMode::Skb)
             }),
@@ -362,6 +353,25 @@ fn attach(
         .map_err(|e| BackendError::system("link", e))?;
     link.pin(&pin)
         .map_err(|e| BackendError::system(format!("pinning {}", pin.display()), e))?;
+    Ok(())
+}
+
+/// Puts `program` into the link pinned at `pin` (a no-op swap when it already runs there; an
+/// error when the link no longer has an interface).
+fn replace_pinned(program: &mut Xdp, pin: &Path) -> Result<(), BackendError> {
+    let pinned = PinnedLink::from_pin(pin)
+        .map_err(|e| BackendError::system(format!("opening {}", pin.display()), e))?;
+    let link = FdLink::from(pinned);
+    let id = program
+        .attach_to_link(
+            XdpLink::try_from(link).map_err(|e| BackendError::system("pinned link", e))?,
+        )
+        .map_err(|e| BackendError::system("bpf_link_update", e))?;
+    // The link stays alive through its pin; forget our handle without detaching.
+    let link = program
+        .take_link(id)
+        .map_err(|e| BackendError::system("taking the link", e))?;
+    drop(link);
     Ok(())
 }
 
