@@ -334,6 +334,41 @@ fn checks_xdirectord_cannot_run_are_refused_by_dash_t_and_at_start() {
     assert_eq!(xdirectord(&[site.arg(), "status"]).status.code(), Some(3));
 }
 
+/// What the XDP backend cannot hold is refused by `-t` with the backend's reason, naming the
+/// virtual service and the line that starts it.
+#[test]
+fn virtuals_the_xdp_backend_cannot_hold_are_refused_by_dash_t() {
+    let cases = [
+        (
+            "sched",
+            "virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tchecktype=on\n\tscheduler=lblc\n",
+            "virtual service tcp:192.0.2.1:80: scheduler \"lblc\" is not supported by the XDP \
+             backend (supported: wrr, rr, sh, dh, mh, lc, wlc, sed, nq)",
+        ),
+        (
+            "fwmark",
+            "virtual=7\n\treal=192.0.2.11 gate\n\tchecktype=on\n",
+            "virtual service fwm:7: firewall marks need the IPVS backend",
+        ),
+        (
+            "masq",
+            "virtual=192.0.2.1:80\n\treal=192.0.2.11:8080 masq\n\tchecktype=on\n",
+            "virtual service tcp:192.0.2.1:80: real server 192.0.2.11:8080: forwarding method \
+             masq needs the IPVS backend",
+        ),
+    ];
+    for (name, body, message) in cases {
+        let site = Site::new(name, body);
+        let out = xdirectord(&["-t", site.arg()]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let expected = format!(
+            "Error [PID] reading file {} at line 2: {message}\n",
+            site.arg()
+        );
+        assert_eq!(text(&out.stderr), expected, "{name}");
+    }
+}
+
 #[test]
 fn warnings_are_printed_for_every_command() {
     let site = Site::new(

@@ -146,14 +146,15 @@ impl VipKey {
 }
 
 /// What the XDP backend can do with a virtual service; `Err` says what it cannot, in words an
-/// operator can act on.
+/// operator can act on (the caller names the service).
 pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
-    let name = key.to_string();
-    VipKey::from_service(key).map_err(|e| e.to_string())?;
+    if let ServiceKey::Fwmark { .. } = key {
+        return Err("firewall marks need the IPVS backend".into());
+    }
     if Scheduler::from_name(&service.scheduler).is_none() {
         let known: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
         return Err(format!(
-            "virtual service {name}: scheduler \"{}\" is not supported by the XDP backend (supported: {})",
+            "scheduler \"{}\" is not supported by the XDP backend (supported: {})",
             service.scheduler,
             known.join(", ")
         ));
@@ -163,13 +164,13 @@ pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
             Forward::Gate => {}
             Forward::Masq => {
                 return Err(format!(
-                    "virtual service {name}: real server {}: forwarding method masq needs the IPVS backend",
+                    "real server {}: forwarding method masq needs the IPVS backend",
                     crate::table::SocketText(real.addr, real.port)
                 ));
             }
             Forward::Ipip => {
                 return Err(format!(
-                    "virtual service {name}: real server {}: forwarding method ipip is not supported by the XDP backend yet",
+                    "real server {}: forwarding method ipip is not supported by the XDP backend yet",
                     crate::table::SocketText(real.addr, real.port)
                 ));
             }
@@ -184,14 +185,14 @@ pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
             )
         {
             return Err(format!(
-                "virtual service {name}: real server {}: direct routing needs the real in the virtual's address family",
+                "real server {}: direct routing needs the real in the virtual's address family",
                 crate::table::SocketText(real.addr, real.port)
             ));
         }
     }
     if service.reals.len() > MAX_REALS_PER_VIP as usize {
         return Err(format!(
-            "virtual service {name}: {} real servers, the XDP backend takes at most {MAX_REALS_PER_VIP}",
+            "{} real servers, the XDP backend takes at most {MAX_REALS_PER_VIP}",
             service.reals.len()
         ));
     }
@@ -465,7 +466,8 @@ impl Dataplane {
         paths: &mut dyn Paths,
     ) -> Result<(), BackendError> {
         for (key, service) in &table.services {
-            validate(key, service).map_err(BackendError::Unsupported)?;
+            validate(key, service)
+                .map_err(|e| BackendError::Unsupported(format!("virtual service {key}: {e}")))?;
         }
         let wanted_keys: BTreeSet<VipKey> = table
             .services
