@@ -38,25 +38,61 @@ pub fn ring_index(hash: u32) -> u32 {
     ((hash as u64 * crate::maps::RING_SIZE as u64) >> 32) as u32
 }
 
-/// A cheap hash of words, good in its top bits: for the VIP filter and the flow cache, computed
-/// on every packet, where MurmurHash3 would cost several times more and its quality is not
-/// needed. Each word has its own odd multiplier, so the multiplications do not wait on each
-/// other; one last multiply mixes the sum into the top bits.
+/// Multipliers of [`fold`], one per word position (destination words first, then source
+/// words): distinct odd constants, so equal words at different positions do not cancel, and
+/// the multiplications do not wait on each other.
+const ODD: [u32; 8] = [
+    0x9e37_79b1,
+    0x85eb_ca77,
+    0xc2b2_ae3d,
+    0x27d4_eb2f,
+    0x1656_67b1,
+    0xcc9e_2d51,
+    0x1b87_3593,
+    0xe654_6b65,
+];
+
+/// A cheap hash of words, not yet mixed: for the VIP filter and the flow cache, computed on every
+/// packet, where MurmurHash3 would cost several times more and its quality is not needed. Each
+/// word is multiplied by its position's constant (`first` is the position of `words[0]`) and the
+/// products XORed into `x`. Folds of different words combine with XOR; [`fold_mixed`] makes a
+/// folded value a hash.
 #[inline(always)]
-pub fn fold(seed: u32, words: &[u32]) -> u32 {
-    const ODD: [u32; 4] = [0x9e37_79b1, 0x85eb_ca77, 0xc2b2_ae3d, 0x27d4_eb2f];
-    let mut x = seed;
+pub fn fold(mut x: u32, words: &[u32], first: usize) -> u32 {
     for (i, &w) in words.iter().enumerate() {
-        x ^= w.wrapping_mul(ODD[i % 4]).rotate_left(i as u32 * 5);
+        x ^= w.wrapping_mul(ODD[(first + i) % ODD.len()]);
     }
+    x
+}
+
+/// A folded value made a hash good in its top bits: one last multiply mixes the XOR of the
+/// products into them.
+#[inline(always)]
+pub fn fold_mixed(x: u32) -> u32 {
     (x ^ (x >> 16)).wrapping_mul(0x9e37_79b1)
 }
 
-/// The bit of [`crate::values::VipFilter`] for a destination: its address words (as in
-/// memory: one for IPv4, four for IPv6), port and protocol folded, the top 16 bits kept.
+/// The destination's share of the VIP filter and flow cache hashes: its address words (as in
+/// memory: one for IPv4, four for IPv6), port and protocol, folded. The program computes it once
+/// per packet for both.
 #[inline(always)]
-pub fn vip_filter_bit(addr_words: &[u32], port: u16, proto: u8) -> u32 {
-    fold(((port as u32) << 8) | proto as u32, addr_words) >> 16
+pub fn vip_fold(addr_words: &[u32], port: u16, proto: u8) -> u32 {
+    fold(((port as u32) << 8) | proto as u32, addr_words, 0)
+}
+
+/// The bit of [`crate::values::VipFilter`] for a destination's [`vip_fold`]: the top 16 bits.
+#[inline(always)]
+pub fn vip_filter_bit(vip_fold: u32) -> u32 {
+    fold_mixed(vip_fold) >> 16
+}
+
+/// The flow cache's hash of a flow: its destination's [`vip_fold`], then its source address
+/// words (at positions 4…, after any destination's) and port (in the top half: the bottom
+/// half already holds the destination port).
+#[inline(always)]
+pub fn cache_hash(vip_fold: u32, src_words: &[u32], sport: u16) -> u32 {
+    let sport = ((sport as u32) << 16).wrapping_mul(ODD[7]);
+    fold_mixed(fold(vip_fold ^ sport, src_words, 4))
 }
 
 #[inline(always)]
@@ -128,6 +164,40 @@ mod tests {
         let h1 = flow4(&k);
         k.sport = 1001;
         assert_ne!(h1, flow4(&k));
+    }
+
+    /// The flow cache is direct-mapped: flows of one client (every source port) and of many
+    /// clients (consecutive addresses, one port) must spread over its slots, not pile up.
+    #[test]
+    fn cache_slots_spread() {
+        const SLOTS: usize = crate::maps::FLOW_CACHE_SIZE as usize;
+        fn check(case: &str, hash: impl Fn(u32) -> u32) {
+            let mut load = [0u32; SLOTS];
+            for i in 0..65536 {
+                load[(hash(i) >> (32 - SLOTS.trailing_zeros())) as usize] += 1;
+            }
+            let used = load.iter().filter(|&&n| n > 0).count();
+            let worst = *load.iter().max().unwrap();
+            // 8 flows a slot on average: nearly every slot used, none far above the average.
+            assert!(
+                used > SLOTS * 95 / 100,
+                "{case}: {used} of {SLOTS} slots used"
+            );
+            assert!(worst <= 32, "{case}: {worst} flows in one slot");
+        }
+        let vip = vip_fold(&[u32::from_ne_bytes([10, 0, 0, 100])], 80, 6);
+        let vip6 = vip_fold(&[0xfd00, 0, 0, 0x100], 443, 6);
+        let client = u32::from_ne_bytes([192, 0, 2, 1]);
+        check("ports", |i| cache_hash(vip, &[client], i as u16));
+        check("clients", |i| {
+            cache_hash(vip, &[(0xc000_0000 + i).to_be()], 40000)
+        });
+        check("ports6", |i| {
+            cache_hash(vip6, &[0x2001, 0xdb8, 0, 1], i as u16)
+        });
+        check("clients6", |i| {
+            cache_hash(vip6, &[0x2001, 0xdb8, 0, i.to_be()], 40000)
+        });
     }
 
     /// Golden values: the hash places flows that lost their flow-table entry, so changing it

@@ -207,14 +207,21 @@ pub struct FlowEntry {
     /// [`VipMeta::index`] of the flow's virtual service: a packet of a known flow needs no VIP
     /// lookup.
     pub vip_index: u32,
-    /// Program clock (ns) of the last packet, refreshed at most once a second.
+    /// Program clock (ns) of the last packet, refreshed at most once a second (and, for a flow
+    /// the flow cache serves, at least every [`CACHE_FRESH_TICKS`]).
     pub last_seen_ns: u64,
 }
+
+/// How long a flow cache entry serves packets before one goes to the flow table again to refresh
+/// its last-seen time, in kernel ticks (jiffies, which the program reads without a helper call):
+/// 1 s at HZ=1000, 4 s at HZ=250, 10 s at HZ=100; the idle timeouts of cached flows (established
+/// TCP, UDP) are minutes.
+pub const CACHE_FRESH_TICKS: u64 = 1000;
 
 /// An established flow as one CPU's flow cache holds it: enough to forward the flow's next
 /// packet without a flow-table lookup. The cache is per CPU and direct-mapped (slot = flow hash
 /// modulo its size); an entry is used only while its key matches, its real is current and the
-/// flow table's entry was refreshed in the last second.
+/// flow table's entry was refreshed in the last [`CACHE_FRESH_TICKS`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cached4 {
@@ -223,8 +230,8 @@ pub struct Cached4 {
     pub real_generation: u32,
     pub vip_index: u32,
     pub _pad: u32,
-    /// Program clock (ns) when the flow table's entry was last refreshed from this entry.
-    pub refreshed_ns: u64,
+    /// Program tick (jiffies) when the flow table's entry was last refreshed from this entry.
+    pub refreshed_tick: u64,
 }
 
 /// [`Cached4`] for IPv6 flows.
@@ -236,7 +243,7 @@ pub struct Cached6 {
     pub real_generation: u32,
     pub vip_index: u32,
     pub _pad: u32,
-    pub refreshed_ns: u64,
+    pub refreshed_tick: u64,
 }
 
 /// Where a persistent client goes, and since when.

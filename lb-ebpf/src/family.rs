@@ -23,8 +23,8 @@ pub trait Family {
     /// This family's flow cache entry.
     type Cached;
 
-    /// The packet's bit in the VIP filter.
-    fn filter_bit(packet: &Packet<Self::Addr>) -> u32;
+    /// The packet's destination folded ([`hash::vip_fold`]): for the VIP filter and the cache.
+    fn vip_fold(packet: &Packet<Self::Addr>) -> u32;
     fn vip(packet: &Packet<Self::Addr>) -> Option<*const VipMeta>;
     fn flow_key(packet: &Packet<Self::Addr>) -> Self::FlowKey;
     fn flow(key: &Self::FlowKey) -> Option<*mut FlowEntry>;
@@ -39,48 +39,44 @@ pub trait Family {
     fn persist(key: &Self::PersistKey) -> Option<*mut PersistEntry>;
     fn insert_persist(key: &Self::PersistKey, entry: &PersistEntry);
 
-    /// The hash that picks a flow's cache slot.
-    fn cache_hash(key: &Self::FlowKey) -> u32;
+    /// The hash that picks a flow's cache slot, from its destination's fold.
+    fn cache_hash(vip_fold: u32, packet: &Packet<Self::Addr>) -> u32;
     /// This CPU's flow cache slot for a cache hash.
     fn cache_slot(hash: u32) -> Option<*mut Self::Cached>;
-    /// The cached flow in `slot`, if it is `key`'s: (real id, real generation, VIP index,
-    /// refreshed).
-    fn cached(slot: &Self::Cached, key: &Self::FlowKey) -> Option<(u32, u32, u32, u64)>;
+    /// The cached flow in `slot`, if it is the packet's: (real id, real generation, VIP index,
+    /// tick of its last refresh).
+    fn cached(slot: &Self::Cached, packet: &Packet<Self::Addr>) -> Option<(u32, u32, u32, u64)>;
     /// Caches `entry` for `key` in `slot`.
-    fn cache(slot: &mut Self::Cached, key: &Self::FlowKey, entry: &FlowEntry, now: u64);
+    fn cache(slot: &mut Self::Cached, key: &Self::FlowKey, entry: &FlowEntry, tick: u64);
     /// Empties the slot of a cache hash on every CPU (the flow was placed again).
     fn uncache_everywhere(hash: u32);
 }
 
-/// Whether two keys are equal, a word at a time (a derived comparison of byte arrays becomes a
-/// call to aya's byte-loop `bcmp`).
+/// Whether a key holds `words`, compared a word at a time (a derived comparison of byte arrays
+/// becomes a call to aya's byte-loop `bcmp`). The words come straight from the packet, so a
+/// cache hit needs no key built on the stack.
 #[inline(always)]
-fn same_words<K, const N: usize>(a: &K, b: &K) -> bool {
+fn holds_words<K, const N: usize>(key: &K, words: [u32; N]) -> bool {
     // SAFETY: keys are #[repr(C, align(4))] Pod structs of N words.
-    let (a, b) = unsafe {
-        (
-            &*(a as *const K as *const [u32; N]),
-            &*(b as *const K as *const [u32; N]),
-        )
-    };
+    let key = unsafe { &*(key as *const K as *const [u32; N]) };
     let mut difference = 0;
     for i in 0..N {
-        difference |= a[i] ^ b[i];
+        difference |= key[i] ^ words[i];
     }
     difference == 0
 }
 
-/// The cache slot: the top bits of a [`hash::fold`].
+/// The word of a flow key that holds its ports (source first, as in the key).
+#[inline(always)]
+fn ports_word(sport: u16, dport: u16) -> u32 {
+    let (s, d) = (sport.to_ne_bytes(), dport.to_ne_bytes());
+    u32::from_ne_bytes([s[0], s[1], d[0], d[1]])
+}
+
+/// The cache slot: the top bits of a [`hash::cache_hash`].
 #[inline(always)]
 fn cache_index(hash: u32) -> u32 {
     hash >> (32 - FLOW_CACHE_SIZE.trailing_zeros())
-}
-
-/// A key's words.
-#[inline(always)]
-fn words<K, const N: usize>(key: &K) -> &[u32; N] {
-    // SAFETY: keys are #[repr(C, align(4))] Pod structs of N words.
-    unsafe { &*(key as *const K as *const [u32; N]) }
 }
 
 /// Kills `map`'s slot for `hash` on every CPU (`bpf_map_lookup_percpu_elem` reaches other
@@ -130,8 +126,8 @@ impl Family for V4 {
     type Cached = Cached4;
 
     #[inline(always)]
-    fn filter_bit(p: &Packet<u32>) -> u32 {
-        hash::vip_filter_bit(&[p.dst], p.dport, p.proto)
+    fn vip_fold(p: &Packet<u32>) -> u32 {
+        hash::vip_fold(&[p.dst], p.dport, p.proto)
     }
 
     #[inline(always)]
@@ -196,8 +192,8 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn cache_hash(key: &Flow4Key) -> u32 {
-        hash::fold(0, words::<Flow4Key, 4>(key))
+    fn cache_hash(vip_fold: u32, p: &Packet<u32>) -> u32 {
+        hash::cache_hash(vip_fold, &[p.src], p.sport)
     }
 
     #[inline(always)]
@@ -206,22 +202,23 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn cached(slot: &Cached4, key: &Flow4Key) -> Option<(u32, u32, u32, u64)> {
-        same_words::<Flow4Key, 4>(&slot.key, key).then_some((
+    fn cached(slot: &Cached4, p: &Packet<u32>) -> Option<(u32, u32, u32, u64)> {
+        let words = [p.src, p.dst, ports_word(p.sport, p.dport), p.proto as u32];
+        holds_words(&slot.key, words).then_some((
             slot.real_id,
             slot.real_generation,
             slot.vip_index,
-            slot.refreshed_ns,
+            slot.refreshed_tick,
         ))
     }
 
     #[inline(always)]
-    fn cache(slot: &mut Cached4, key: &Flow4Key, entry: &FlowEntry, now: u64) {
+    fn cache(slot: &mut Cached4, key: &Flow4Key, entry: &FlowEntry, tick: u64) {
         slot.key = *key;
         slot.real_id = entry.real_id;
         slot.real_generation = entry.real_generation;
         slot.vip_index = entry.vip_index;
-        slot.refreshed_ns = now;
+        slot.refreshed_tick = tick;
     }
 
     #[inline(always)]
@@ -237,8 +234,8 @@ impl Family for V6 {
     type Cached = Cached6;
 
     #[inline(always)]
-    fn filter_bit(p: &Packet<[u32; 4]>) -> u32 {
-        hash::vip_filter_bit(&p.dst, p.dport, p.proto)
+    fn vip_fold(p: &Packet<[u32; 4]>) -> u32 {
+        hash::vip_fold(&p.dst, p.dport, p.proto)
     }
 
     #[inline(always)]
@@ -307,8 +304,8 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn cache_hash(key: &Flow6Key) -> u32 {
-        hash::fold(0, words::<Flow6Key, 10>(key))
+    fn cache_hash(vip_fold: u32, p: &Packet<[u32; 4]>) -> u32 {
+        hash::cache_hash(vip_fold, &p.src, p.sport)
     }
 
     #[inline(always)]
@@ -317,22 +314,36 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn cached(slot: &Cached6, key: &Flow6Key) -> Option<(u32, u32, u32, u64)> {
-        same_words::<Flow6Key, 10>(&slot.key, key).then_some((
+    fn cached(slot: &Cached6, p: &Packet<[u32; 4]>) -> Option<(u32, u32, u32, u64)> {
+        let (s, d) = (p.src, p.dst);
+        let ports = ports_word(p.sport, p.dport);
+        let words = [
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            ports,
+            p.proto as u32,
+        ];
+        holds_words(&slot.key, words).then_some((
             slot.real_id,
             slot.real_generation,
             slot.vip_index,
-            slot.refreshed_ns,
+            slot.refreshed_tick,
         ))
     }
 
     #[inline(always)]
-    fn cache(slot: &mut Cached6, key: &Flow6Key, entry: &FlowEntry, now: u64) {
+    fn cache(slot: &mut Cached6, key: &Flow6Key, entry: &FlowEntry, tick: u64) {
         slot.key = *key;
         slot.real_id = entry.real_id;
         slot.real_generation = entry.real_generation;
         slot.vip_index = entry.vip_index;
-        slot.refreshed_ns = now;
+        slot.refreshed_tick = tick;
     }
 
     #[inline(always)]

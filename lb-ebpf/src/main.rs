@@ -21,11 +21,14 @@ mod schedule;
 mod stats;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    macros::xdp,
+    programs::XdpContext,
 };
 use lb_common::{
-    IPPROTO_TCP,
-    values::{FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, FlowEntry, VipMeta},
+    IPPROTO_TCP, hash,
+    values::{CACHE_FRESH_TICKS, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, FlowEntry, VipMeta},
 };
 
 use family::{Family, V4, V6};
@@ -58,14 +61,35 @@ pub fn xdirectord(ctx: XdpContext) -> u32 {
     }
 }
 
-/// The program's clock: the kernel's coarse monotonic clock, or the test clock when set.
+/// Non-zero in the packet tests' program only (set at load time): the program's clocks follow
+/// CLOCK while it is set. Read-only data, so the verifier sees the production program's zero and
+/// drops the test clock's code from it.
+#[unsafe(no_mangle)]
+static TEST_CLOCK: u8 = 0;
+
+/// The test clock (ns), in the packet tests' program while they set one.
+#[inline(always)]
+fn test_clock() -> Option<u64> {
+    // SAFETY: a plain read; volatile so that the compiler does not fold the zero it was built with.
+    if unsafe { core::ptr::read_volatile(&TEST_CLOCK) } == 0 {
+        return None;
+    }
+    CLOCK.get(0).copied().filter(|&t| t != 0)
+}
+
+/// The program's clock (ns): the kernel's coarse monotonic clock, or the test clock.
 #[inline(always)]
 fn now() -> u64 {
-    match CLOCK.get(0) {
-        Some(&t) if t != 0 => t,
-        // SAFETY: a helper without arguments.
-        _ => unsafe { bpf_ktime_get_coarse_ns() },
-    }
+    // SAFETY: a helper without arguments.
+    test_clock().unwrap_or_else(|| unsafe { bpf_ktime_get_coarse_ns() })
+}
+
+/// The flow cache's clock: kernel ticks (jiffies, inlined by the verifier: no helper call on the
+/// cached path), or the test clock in ~ms (2²⁰ ns).
+#[inline(always)]
+fn tick() -> u64 {
+    // SAFETY: a helper without arguments.
+    test_clock().map_or_else(|| unsafe { bpf_jiffies64() }, |t| t >> 20)
 }
 
 /// Flows whose ordinary packets change nothing in the flow table: they may be served from the
@@ -77,7 +101,8 @@ fn cacheable(state: u32) -> bool {
 
 /// Whether the VIP filter lets the packet through to the lookups.
 #[inline(always)]
-fn maybe_vip(bit: u32) -> bool {
+fn maybe_vip(vip_fold: u32) -> bool {
+    let bit = hash::vip_filter_bit(vip_fold);
     let Some(filter) = VIP_FILTER.get(0) else {
         return true;
     };
@@ -89,15 +114,15 @@ fn maybe_vip(bit: u32) -> bool {
 
 #[inline(always)]
 fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
-    if !maybe_vip(F::filter_bit(packet)) {
+    let vip_fold = F::vip_fold(packet);
+    if !maybe_vip(vip_fold) {
         stats::global(|s| s.passed += 1);
         return xdp_action::XDP_PASS;
     }
-    let flow_key = F::flow_key(packet);
     let is_tcp = packet.proto == IPPROTO_TCP;
     let flags = packet.tcp_flags;
     let syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_ACK == 0;
-    let cache_hash = F::cache_hash(&flow_key);
+    let cache_hash = F::cache_hash(vip_fold, packet);
     let slot = F::cache_slot(cache_hash);
 
     // An established flow's ordinary packet (no SYN, FIN or RST: nothing to track), from this
@@ -105,9 +130,9 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
     if (!is_tcp || flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0)
         && let Some(slot) = slot
         // SAFETY: a per-CPU array slot, only this CPU reads and writes it.
-        && let Some((real_id, generation, vip_index, refreshed)) = F::cached(unsafe { &*slot }, &flow_key)
+        && let Some((real_id, generation, vip_index, refreshed)) = F::cached(unsafe { &*slot }, packet)
         && let Some(real) = schedule::usable_real(real_id, generation, vip_index)
-        && now().wrapping_sub(refreshed) <= LAST_SEEN_GRANULARITY_NS
+        && tick().wrapping_sub(refreshed) <= CACHE_FRESH_TICKS
     {
         let counted = Counted {
             vip_index,
@@ -118,6 +143,7 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
         return forward::forward(ctx, real, counted);
     }
 
+    let flow_key = F::flow_key(packet);
     // A known flow goes to its real without a VIP lookup: the flow remembers its VIP, and a real
     // removed from it (or a VIP removed) no longer has the generation the flow remembers.
     if let Some(flow) = F::flow(&flow_key) {
@@ -138,7 +164,7 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
                     && let Some(slot) = slot
                 {
                     // SAFETY: as above.
-                    F::cache(unsafe { &mut *slot }, &flow_key, flow, now);
+                    F::cache(unsafe { &mut *slot }, &flow_key, flow, tick());
                 }
                 let counted = Counted {
                     vip_index: flow.vip_index,
@@ -191,7 +217,7 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
         && let Some(slot) = slot
     {
         // SAFETY: as above.
-        F::cache(unsafe { &mut *slot }, &flow_key, &entry, now);
+        F::cache(unsafe { &mut *slot }, &flow_key, &entry, tick());
     }
     conns::opened(real_id, state);
     let counted = Counted {

@@ -10,7 +10,7 @@ use std::{collections::HashMap, net::IpAddr, process::Command};
 use aya::{TestRun as _, TestRunOptions, programs::Xdp};
 use lb_common::stats::GlobalStats;
 use xdirectord::{
-    backend::xdp::{Dataplane, Paths, RealPath, load_unattached},
+    backend::xdp::{Dataplane, Paths, ProgramClock, RealPath, load_unattached},
     objects,
     table::DesiredTable,
 };
@@ -81,15 +81,16 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A harness in a new private namespace for the calling thread.
+    /// A harness in a new private namespace for the calling thread, its program on the test
+    /// clock ([`Harness::set_clock`]).
     pub fn new() -> Harness {
         private_netns();
-        Harness::new_in_current_netns()
+        Harness::new_in_current_netns(ProgramClock::Test)
     }
 
     /// A harness in the calling thread's namespace as it is.
-    pub fn new_in_current_netns() -> Harness {
-        let (ebpf, dataplane) = load_unattached().expect("loading the balancer");
+    pub fn new_in_current_netns(clock: ProgramClock) -> Harness {
+        let (ebpf, dataplane) = load_unattached(clock).expect("loading the balancer");
         Harness {
             ebpf,
             dataplane,

@@ -1272,6 +1272,44 @@ fn counters_per_vip_and_per_real() {
     );
 }
 
+/// The flow cache serves a busy flow without touching the flow table, but still refreshes the
+/// flow's last-seen time every `CACHE_FRESH_TICKS`: a flow that keeps sending never looks idle
+/// to the agent's sweep, however long it lives.
+#[test]
+fn flows_the_cache_serves_stay_alive() {
+    let mut h = harness_with(&hashed_site("rr"));
+    h.set_clock(1_000_000_000);
+    let tcp = |flags| Frame::tcp("192.0.2.10", 1, VIP, 80, flags).bytes();
+    let to = check(
+        &h,
+        "SYN",
+        &tcp(SYN),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(REALS[0]),
+    );
+    // A packet every 100 s for 2,000 s, each first from the flow table (the cached entry is
+    // stale by then), then from the cache.
+    for secs in (100..=2_000).step_by(100) {
+        h.set_clock(secs * 1_000_000_000);
+        for name in ["ACK", "ACK from the cache"] {
+            check(
+                &h,
+                name,
+                &tcp(ACK),
+                XDP_TX,
+                Counter::Forwarded,
+                To::Real(&to),
+            );
+        }
+    }
+    // 800 s after its last packet, 2,800 s after its first: alive (established: 900 s).
+    h.set_clock(2_800_000_000_000);
+    let expiry = h.dataplane.expire_flows().unwrap();
+    assert_eq!((expiry.live, expiry.expired), (1, 0));
+    assert_eq!(h.global().flow_miss_non_syn, 0);
+}
+
 #[test]
 fn idle_flows_expire_and_connection_counts_follow() {
     let mut h = harness_with(&hashed_site("rr"));

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use aya::{TestRun as _, TestRunOptions, programs::Xdp};
 use serde::Serialize;
 use xdirectord::{
-    backend::xdp::RealPath,
+    backend::xdp::{ProgramClock, RealPath},
     objects,
     table::{DesiredTable, Forward, Persistence, Protocol, Real, Service, ServiceKey},
 };
@@ -94,7 +94,8 @@ fn site(v6: bool, reals: usize, persistent: bool) -> DesiredTable {
 }
 
 fn harness(v6: bool, reals: usize, persistent: bool) -> Harness {
-    let mut h = Harness::new_in_current_netns();
+    // The agent's program: on the kernel's clock.
+    let mut h = Harness::new_in_current_netns(ProgramClock::Kernel);
     for i in 0..reals {
         let addr = real_addr(v6, i);
         let ip: IpAddr = addr.parse().unwrap();
@@ -126,7 +127,7 @@ fn side_by_side(ours: &Xdp, expect: u32, baseline: &Xdp, frame: &[u8]) -> (f64, 
     (best_ours, best_base)
 }
 
-/// Average ns of one frame run `REPEAT` times.
+/// Average ns of one frame run `REPEAT` times, as the kernel measures it (whole nanoseconds).
 fn repeated(program: &Xdp, frame: &[u8], expect: u32) -> f64 {
     let result = program
         .test_run(TestRunOptions {
@@ -151,6 +152,7 @@ fn main() {
     let only = std::env::var("DATAPLANE_BENCH_ONLY").ok();
     let wanted = |scenario: &str| only.as_deref().is_none_or(|o| o == scenario);
     xdirectord_tests::harness::private_netns();
+    pin_to_last_cpu();
     let mut baseline_obj = aya::Ebpf::load(objects::BASELINE).expect("baseline object");
     let baseline: &mut Xdp = baseline_obj
         .program_mut(objects::BASELINE_PROGRAM)
@@ -219,6 +221,24 @@ fn main() {
     std::fs::write(&out_path, serde_json::to_string_pretty(&rows).unwrap())
         .expect("writing the results");
     println!("written to {out_path}");
+}
+
+/// Keeps the measurements on one CPU: a thread that moves between CPUs mid-run finds its per-CPU
+/// flow cache cold, and CPUs of a virtual machine differ in how busy their host is.
+fn pin_to_last_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t.
+    unsafe {
+        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus - 1, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!(
+                "dataplane-bench: not pinned to CPU {}: {}",
+                cpus - 1,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 fn row(scenario: &'static str, family: &'static str, reals: usize, ours: f64, base: f64) -> Row {

@@ -114,10 +114,10 @@ impl VipKey {
         };
         match *self {
             VipKey::V4(Vip4KeyOrd(a, port, proto)) => {
-                lb_common::hash::vip_filter_bit(&words(&a), port, proto)
+                lb_common::hash::vip_filter_bit(lb_common::hash::vip_fold(&words(&a), port, proto))
             }
             VipKey::V6(Vip6KeyOrd(a, port, proto)) => {
-                lb_common::hash::vip_filter_bit(&words(&a), port, proto)
+                lb_common::hash::vip_filter_bit(lb_common::hash::vip_fold(&words(&a), port, proto))
             }
         }
     }

@@ -281,10 +281,23 @@ impl Backend for XdpBackend {
     }
 }
 
+/// Which clock a program loaded by [`load_unattached`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramClock {
+    /// The kernel's, as the agent's program: for benchmarks.
+    Kernel,
+    /// The CLOCK map's while it is set (the kernel's while it is 0): for packet tests of
+    /// timeouts.
+    Test,
+}
+
 /// Loads the balancer and creates its maps without pinning or attaching anything: for packet
 /// tests (BPF_PROG_TEST_RUN) and benchmarks. Keep the `Ebpf` alive while running the program.
-pub fn load_unattached() -> Result<(aya::Ebpf, Dataplane), BackendError> {
-    let mut ebpf = aya::Ebpf::load(objects::BALANCER)
+pub fn load_unattached(clock: ProgramClock) -> Result<(aya::Ebpf, Dataplane), BackendError> {
+    let test_clock = u8::from(clock == ProgramClock::Test);
+    let mut ebpf = aya::EbpfLoader::new()
+        .override_global("TEST_CLOCK", &test_clock, true)
+        .load(objects::BALANCER)
         .map_err(|e| BackendError::system("loading the XDP program", e))?;
     let prog: &mut Xdp = ebpf
         .program_mut(objects::BALANCER_PROGRAM)
