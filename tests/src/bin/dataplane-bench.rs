@@ -1,15 +1,16 @@
 //! `cargo xtask bench` (data plane): nanoseconds per packet of the balancer against a bare
 //! program that parses Ethernet and IP, swaps the MACs and returns XDP_TX, both measured with
 //! BPF_PROG_TEST_RUN (JIT on) side by side in the same run, for the scenarios pass-non-vip,
-//! new-flow, established and persistent-hit, IPv4 and IPv6, 3 and 1000 reals.
+//! established, new-flow (and new-flow-full) and persistent-hit, IPv4 and IPv6, 3 and 1000 reals.
 //!
 //! Every row runs one frame many times in the kernel (`repeat`), the baseline on the same frame.
 //! A repeated SYN would find its own flow the second time, so new-flow and persistent-hit run
 //! behind the flow maker (`xdp-bench-driver`), which makes every run a new connection (next
-//! source port, then next source address) and tail-calls the balancer: every run is a first SYN,
-//! scheduled and written to a flow table that is soon full and evicting, as on a busy director.
-//! The flow maker's own cost (its run and the tail call, timed in front of a program that only
-//! passes) is taken out of the figure.
+//! source port and address) and tail-calls the balancer: every run is a first SYN, scheduled and
+//! inserted into the flow table. new-flow and persistent-hit empty the table before each
+//! measurement, which never fills it; new-flow-full lets it fill, so that every insert evicts
+//! the least recently used flow (a SYN flood). The flow maker's own cost (its run and the tail
+//! call, timed in front of a program that only passes) is taken out of the figures.
 //!
 //! Writes `target/bench/dataplane.json` (or the path given as the first argument).
 
@@ -34,9 +35,10 @@ use xdirectord_tests::{
 
 /// Runs of a frame per measurement, in the kernel.
 const REPEAT: u32 = 500_000;
-/// Measurements per figure, ours and the baseline's alternating; the fastest of each is kept
-/// (the machine's other work only ever adds time).
-const ROUNDS: usize = 9;
+/// Rounds per figure, each measuring ours and then the baseline. A figure is the median over the
+/// rounds: of our ns, of the baseline's, and of the rounds' ratios (each taken within one round,
+/// so that a moment when the shared machine runs faster or slower counts for both sides).
+const ROUNDS: usize = 11;
 
 #[derive(Serialize)]
 struct Row {
@@ -131,15 +133,35 @@ fn harness(v6: bool, reals: usize, persistent: bool) -> Harness {
     h
 }
 
-/// The fastest of `ROUNDS` measurements of ours and of the baseline on the same frame,
-/// alternating.
-fn side_by_side(ours: &Xdp, expect: u32, baseline: &Xdp, frame: &[u8]) -> (f64, f64) {
-    let (mut best_ours, mut best_base) = (f64::MAX, f64::MAX);
-    for _ in 0..ROUNDS {
-        best_ours = best_ours.min(repeated(ours, frame, expect, REPEAT));
-        best_base = best_base.min(repeated(baseline, frame, XDP_TX, REPEAT));
+/// `ROUNDS` measurements of ours and of the baseline on the same frame, alternating.
+fn side_by_side(ours: &Xdp, expect: u32, baseline: &Xdp, frame: &[u8]) -> Rounds {
+    Rounds(
+        (0..ROUNDS)
+            .map(|_| {
+                let ours = repeated(ours, frame, expect, REPEAT);
+                (ours, repeated(baseline, frame, XDP_TX, REPEAT))
+            })
+            .collect(),
+    )
+}
+
+/// (ours, baseline) ns per packet, a pair per round.
+struct Rounds(Vec<(f64, f64)>);
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+impl Rounds {
+    /// Median ns of ours, of the baseline, and median ratio.
+    fn medians(&self) -> (f64, f64, f64) {
+        (
+            median(self.0.iter().map(|r| r.0).collect()),
+            median(self.0.iter().map(|r| r.1).collect()),
+            median(self.0.iter().map(|r| r.0 / r.1).collect()),
+        )
     }
-    (best_ours, best_base)
 }
 
 /// Average ns of one frame run `repeat` times, as the kernel measures it (whole nanoseconds).
@@ -190,9 +212,9 @@ impl FlowMaker {
     }
 
     /// ns per packet of `target` on a new flow every run (`repeat` runs a measurement, `reset`
-    /// before each), and of the baseline on the first frame: the fastest of `ROUNDS` alternating
-    /// measurements of each, the flow maker's own cost (in front of a program that only passes,
-    /// less that program alone) taken out.
+    /// before each), and of the baseline on the first frame, `ROUNDS` times alternating; the
+    /// flow maker's own cost (in front of a program that only passes, less that program alone,
+    /// median over the rounds) taken out.
     fn new_flows(
         &mut self,
         target: &ProgramFd,
@@ -200,20 +222,20 @@ impl FlowMaker {
         frame: &[u8],
         repeat: u32,
         mut reset: impl FnMut(),
-    ) -> (f64, f64) {
+    ) -> Rounds {
         let pass = program(&self.pass, objects::PASS_PROGRAM);
-        let mut best = [f64::MAX; 4];
+        let (mut driven, mut overhead) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             reset();
             self.next.set(0, target, 0).expect("NEXT[0]");
-            best[0] = best[0].min(repeated(self.driver(), frame, XDP_TX, repeat));
+            let ours = repeated(self.driver(), frame, XDP_TX, repeat);
+            driven.push((ours, repeated(baseline, frame, XDP_TX, REPEAT)));
             self.next.set(0, pass.fd().unwrap(), 0).expect("NEXT[0]");
-            best[1] = best[1].min(repeated(self.driver(), frame, XDP_PASS, repeat));
-            best[2] = best[2].min(repeated(pass, frame, XDP_PASS, repeat));
-            best[3] = best[3].min(repeated(baseline, frame, XDP_TX, REPEAT));
+            let driven_pass = repeated(self.driver(), frame, XDP_PASS, repeat);
+            overhead.push(driven_pass - repeated(pass, frame, XDP_PASS, repeat));
         }
-        let [driven, driven_pass, pass_alone, baseline] = best;
-        (driven - (driven_pass - pass_alone), baseline)
+        let overhead = median(overhead);
+        Rounds(driven.into_iter().map(|(d, b)| (d - overhead, b)).collect())
     }
 }
 
@@ -278,8 +300,8 @@ fn main() {
             let other = if v6 { "fd00::99" } else { "10.0.0.99" };
             let frame = Frame::tcp(&client(v6, 1), 1000, other, 80, ACK).bytes();
             if wanted("pass-non-vip") {
-                let (ours, base) = side_by_side(balancer(&h), XDP_PASS, baseline, &frame);
-                rows.push(row("pass-non-vip", family, reals, ours, base));
+                let rounds = side_by_side(balancer(&h), XDP_PASS, baseline, &frame);
+                rows.push(row("pass-non-vip", family, reals, &rounds));
             }
 
             // established
@@ -287,8 +309,8 @@ fn main() {
             assert_eq!(h.run(&syn).action, XDP_TX);
             let ack = Frame::tcp(&client(v6, 1), 1000, vip(v6), 80, ACK).bytes();
             if wanted("established") {
-                let (ours, base) = side_by_side(balancer(&h), XDP_TX, baseline, &ack);
-                rows.push(row("established", family, reals, ours, base));
+                let rounds = side_by_side(balancer(&h), XDP_TX, baseline, &ack);
+                rows.push(row("established", family, reals, &rounds));
             }
 
             // new-flow: a first SYN every run, into a flow table with room (emptied before each
@@ -304,14 +326,13 @@ fn main() {
                     continue;
                 }
                 let before = traffic(&h);
-                let (ours, base) =
-                    flow_maker.new_flows(&target, baseline, &new_flow, repeat, || {
-                        if empty {
-                            forget_flows(&mut h)
-                        }
-                    });
+                let rounds = flow_maker.new_flows(&target, baseline, &new_flow, repeat, || {
+                    if empty {
+                        forget_flows(&mut h)
+                    }
+                });
                 assert_all_new(before, traffic(&h));
-                rows.push(row(scenario, family, reals, ours, base));
+                rows.push(row(scenario, family, reals, &rounds));
             }
             drop(h);
 
@@ -325,7 +346,7 @@ fn main() {
                 let again = Frame::tcp(client, 2, vip(v6), 80, SYN).bytes();
                 let target = balancer(&h).fd().unwrap().try_clone().expect("program fd");
                 let before = traffic(&h);
-                let (ours, base) =
+                let rounds =
                     flow_maker.new_flows(&target, baseline, &again, flows_with_room(), || {
                         forget_flows(&mut h)
                     });
@@ -333,7 +354,7 @@ fn main() {
                 let live = h.dataplane.live().expect("live");
                 let served = live[0].reals.iter().filter(|r| r.stats.conns > 0).count();
                 assert_eq!(served, 1, "persistence sent the client to {served} reals");
-                rows.push(row("persistent-hit", family, reals, ours, base));
+                rows.push(row("persistent-hit", family, reals, &rounds));
             }
         }
     }
@@ -374,13 +395,14 @@ fn pin_to_last_cpu() {
     }
 }
 
-fn row(scenario: &'static str, family: &'static str, reals: usize, ours: f64, base: f64) -> Row {
+fn row(scenario: &'static str, family: &'static str, reals: usize, rounds: &Rounds) -> Row {
+    let (ours, base, ratio) = rounds.medians();
     Row {
         scenario,
         family,
         reals,
         ns_per_packet: ours,
         baseline_ns_per_packet: base,
-        ratio: ours / base,
+        ratio,
     }
 }
