@@ -41,58 +41,72 @@ pub fn ring_index(hash: u32) -> u32 {
 /// Multipliers of [`fold`], one per word position (destination words first, then source
 /// words): distinct odd constants, so equal words at different positions do not cancel, and
 /// the multiplications do not wait on each other.
-const ODD: [u32; 8] = [
-    0x9e37_79b1,
-    0x85eb_ca77,
-    0xc2b2_ae3d,
-    0x27d4_eb2f,
-    0x1656_67b1,
-    0xcc9e_2d51,
-    0x1b87_3593,
-    0xe654_6b65,
+const ODD: [u64; 5] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0x85eb_ca77_c2b2_ae63,
+    0x27d4_eb2f_1656_67c5,
 ];
 
-/// A cheap hash of words, not yet mixed: for the VIP filter and the flow cache, computed on every
-/// packet, where MurmurHash3 would cost several times more and its quality is not needed. Each
-/// word is multiplied by its position's constant (`first` is the position of `words[0]`) and the
-/// products XORed into `x`. Folds of different words combine with XOR; [`fold_mixed`] makes a
-/// folded value a hash.
+/// Where [`cache_hash`] folds the source words: after the destination's (two for IPv6).
+const SRC_POSITION: usize = 2;
+
+/// A cheap hash of 64-bit words, not yet mixed: for the VIP filter and the flow cache, computed
+/// on every packet, where MurmurHash3 would cost several times more and its quality is not
+/// needed. Each word (an IPv4 address widened, or half an IPv6 address) is multiplied by its
+/// position's constant (`first` is the position of `words[0]`) and the products XORed into `x`.
+/// Folds of different words combine with XOR; [`fold_mixed`] makes a folded value a hash.
 #[inline(always)]
-pub fn fold(mut x: u32, words: &[u32], first: usize) -> u32 {
+pub fn fold(mut x: u64, words: &[u64], first: usize) -> u64 {
     for (i, &w) in words.iter().enumerate() {
-        x ^= w.wrapping_mul(ODD[(first + i) % ODD.len()]);
+        x ^= w.wrapping_mul(ODD[first + i]);
     }
     x
 }
 
-/// A folded value made a hash good in its top bits: one last multiply mixes the XOR of the
-/// products into them.
+/// A folded value made a 32-bit hash good in its top bits: the halves XORed (the high half holds
+/// the products' best-mixed bits), then one last multiply.
 #[inline(always)]
-pub fn fold_mixed(x: u32) -> u32 {
+pub fn fold_mixed(x: u64) -> u32 {
+    let x = (x ^ (x >> 32)) as u32;
     (x ^ (x >> 16)).wrapping_mul(0x9e37_79b1)
 }
 
-/// The destination's share of the VIP filter and flow cache hashes: its address words (as in
-/// memory: one for IPv4, four for IPv6), port and protocol, folded. The program computes it once
-/// per packet for both.
+/// An address as [`fold`] takes it: one word for IPv4, two for IPv6, from its bytes in memory.
+pub fn addr_words(addr: &[u8]) -> ([u64; 2], usize) {
+    match addr.len() {
+        4 => ([u32::from_ne_bytes(addr.try_into().unwrap()) as u64, 0], 1),
+        _ => (
+            [
+                u64::from_ne_bytes(addr[..8].try_into().unwrap()),
+                u64::from_ne_bytes(addr[8..16].try_into().unwrap()),
+            ],
+            2,
+        ),
+    }
+}
+
+/// The destination's share of the VIP filter and flow cache hashes: its address words
+/// ([`addr_words`]), port and protocol, folded. The program computes it once per packet for
+/// both.
 #[inline(always)]
-pub fn vip_fold(addr_words: &[u32], port: u16, proto: u8) -> u32 {
-    fold(((port as u32) << 8) | proto as u32, addr_words, 0)
+pub fn vip_fold(addr_words: &[u64], port: u16, proto: u8) -> u64 {
+    fold(((port as u64) << 8) | proto as u64, addr_words, 0)
 }
 
 /// The bit of [`crate::values::VipFilter`] for a destination's [`vip_fold`]: the top 16 bits.
 #[inline(always)]
-pub fn vip_filter_bit(vip_fold: u32) -> u32 {
+pub fn vip_filter_bit(vip_fold: u64) -> u32 {
     fold_mixed(vip_fold) >> 16
 }
 
 /// The flow cache's hash of a flow: its destination's [`vip_fold`], then its source address
-/// words (at positions 4…, after any destination's) and port (in the top half: the bottom
-/// half already holds the destination port).
+/// words and port (above the destination port and protocol's bits).
 #[inline(always)]
-pub fn cache_hash(vip_fold: u32, src_words: &[u32], sport: u16) -> u32 {
-    let sport = ((sport as u32) << 16).wrapping_mul(ODD[7]);
-    fold_mixed(fold(vip_fold ^ sport, src_words, 4))
+pub fn cache_hash(vip_fold: u64, src_words: &[u64], sport: u16) -> u32 {
+    let sport = ((sport as u64) << 24).wrapping_mul(ODD[4]);
+    fold_mixed(fold(vip_fold ^ sport, src_words, SRC_POSITION))
 }
 
 #[inline(always)]
@@ -185,18 +199,18 @@ mod tests {
             );
             assert!(worst <= 32, "{case}: {worst} flows in one slot");
         }
-        let vip = vip_fold(&[u32::from_ne_bytes([10, 0, 0, 100])], 80, 6);
-        let vip6 = vip_fold(&[0xfd00, 0, 0, 0x100], 443, 6);
-        let client = u32::from_ne_bytes([192, 0, 2, 1]);
+        let vip = vip_fold(&[u32::from_ne_bytes([10, 0, 0, 100]) as u64], 80, 6);
+        let vip6 = vip_fold(&[0xfd00, 0x100 << 48], 443, 6);
+        let client = u32::from_ne_bytes([192, 0, 2, 1]) as u64;
         check("ports", |i| cache_hash(vip, &[client], i as u16));
         check("clients", |i| {
-            cache_hash(vip, &[(0xc000_0000 + i).to_be()], 40000)
+            cache_hash(vip, &[(0xc000_0000u32 + i).to_be() as u64], 40000)
         });
         check("ports6", |i| {
-            cache_hash(vip6, &[0x2001, 0xdb8, 0, 1], i as u16)
+            cache_hash(vip6, &[0x2001_0db8, 1 << 56], i as u16)
         });
         check("clients6", |i| {
-            cache_hash(vip6, &[0x2001, 0xdb8, 0, i.to_be()], 40000)
+            cache_hash(vip6, &[0x2001_0db8, ((i as u64) << 48).to_be()], 40000)
         });
     }
 

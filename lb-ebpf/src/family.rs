@@ -12,7 +12,7 @@ use aya_ebpf::helpers::bpf_map_lookup_percpu_elem;
 
 use crate::{
     maps::{FLOW_CACHE4, FLOW_CACHE6, FLOWS4, FLOWS6, PERSIST4, PERSIST6, VIPS4, VIPS6},
-    parse::Packet,
+    parse::{Packet, dword, word},
 };
 
 pub trait Family {
@@ -23,8 +23,12 @@ pub trait Family {
     /// This family's flow cache entry.
     type Cached;
 
+    /// The packet's source address, read from the frame.
+    fn src(packet: &Packet<Self::Addr>) -> Self::Addr;
+    /// The packet's destination address, read from the frame.
+    fn dst(packet: &Packet<Self::Addr>) -> Self::Addr;
     /// The packet's destination folded ([`hash::vip_fold`]): for the VIP filter and the cache.
-    fn vip_fold(packet: &Packet<Self::Addr>) -> u32;
+    fn vip_fold(packet: &Packet<Self::Addr>) -> u64;
     fn vip(packet: &Packet<Self::Addr>) -> Option<*const VipMeta>;
     fn flow_key(packet: &Packet<Self::Addr>) -> Self::FlowKey;
     fn flow(key: &Self::FlowKey) -> Option<*mut FlowEntry>;
@@ -40,7 +44,7 @@ pub trait Family {
     fn insert_persist(key: &Self::PersistKey, entry: &PersistEntry);
 
     /// The hash that picks a flow's cache slot, from its destination's fold.
-    fn cache_hash(vip_fold: u32, packet: &Packet<Self::Addr>) -> u32;
+    fn cache_hash(vip_fold: u64, packet: &Packet<Self::Addr>) -> u32;
     /// This CPU's flow cache slot for a cache hash.
     fn cache_slot(hash: u32) -> Option<*mut Self::Cached>;
     /// The cached flow in `slot`, if it is the packet's: (real id, real generation, VIP index,
@@ -52,17 +56,30 @@ pub trait Family {
     fn uncache_everywhere(hash: u32);
 }
 
-/// Whether a key holds `words`, compared a word at a time (a derived comparison of byte arrays
-/// becomes a call to aya's byte-loop `bcmp`). The words come straight from the packet, so a
-/// cache hit needs no key built on the stack.
+/// Whether a flow key holds the packet's addresses (`N` 64-bit words: the key's first bytes are
+/// the source and destination, as in the IP header) and then its ports and protocol, compared a
+/// word at a time against the frame (a derived comparison of byte arrays becomes a call to
+/// aya's byte-loop `bcmp`): a cache hit needs no key built on the stack.
 #[inline(always)]
-fn holds_words<K, const N: usize>(key: &K, words: [u32; N]) -> bool {
-    // SAFETY: keys are #[repr(C, align(4))] Pod structs of N words.
-    let key = unsafe { &*(key as *const K as *const [u32; N]) };
+fn holds<K, const N: usize>(key: &K, p: &Packet<impl Copy>) -> bool {
+    const { assert!(core::mem::size_of::<K>() == N * 8 + 8) };
+    let k = key as *const K as *const u8;
     let mut difference = 0;
     for i in 0..N {
-        difference |= key[i] ^ words[i];
+        // SAFETY: keys are #[repr(C)] Pod structs of N 64-bit words then two 32-bit words; the
+        // packet's addresses are within the frame (checked by the parser).
+        difference |=
+            unsafe { (k.add(i * 8) as *const u64).read_unaligned() } ^ dword(p.addrs, i * 8);
     }
+    // SAFETY: as above.
+    let (ports, proto) = unsafe {
+        (
+            (k.add(N * 8) as *const u32).read_unaligned(),
+            (k.add(N * 8 + 4) as *const u32).read_unaligned(),
+        )
+    };
+    difference |= (ports ^ ports_word(p.sport, p.dport)) as u64;
+    difference |= (proto ^ p.proto as u32) as u64;
     difference == 0
 }
 
@@ -126,14 +143,24 @@ impl Family for V4 {
     type Cached = Cached4;
 
     #[inline(always)]
-    fn vip_fold(p: &Packet<u32>) -> u32 {
-        hash::vip_fold(&[p.dst], p.dport, p.proto)
+    fn src(p: &Packet<u32>) -> u32 {
+        word(p.addrs, 0)
+    }
+
+    #[inline(always)]
+    fn dst(p: &Packet<u32>) -> u32 {
+        word(p.addrs, 4)
+    }
+
+    #[inline(always)]
+    fn vip_fold(p: &Packet<u32>) -> u64 {
+        hash::vip_fold(&[Self::dst(p) as u64], p.dport, p.proto)
     }
 
     #[inline(always)]
     fn vip(p: &Packet<u32>) -> Option<*const VipMeta> {
         let key = Vip4Key {
-            addr: p.dst.to_ne_bytes(),
+            addr: Self::dst(p).to_ne_bytes(),
             port: p.dport,
             proto: p.proto as u16,
         };
@@ -143,8 +170,8 @@ impl Family for V4 {
     #[inline(always)]
     fn flow_key(p: &Packet<u32>) -> Flow4Key {
         Flow4Key {
-            src: p.src.to_ne_bytes(),
-            dst: p.dst.to_ne_bytes(),
+            src: Self::src(p).to_ne_bytes(),
+            dst: Self::dst(p).to_ne_bytes(),
             sport: p.sport,
             dport: p.dport,
             proto: p.proto as u32,
@@ -176,7 +203,7 @@ impl Family for V4 {
     #[inline(always)]
     fn persist_key(p: &Packet<u32>, mask: &[u8; 16], vip_index: u32) -> Persist4Key {
         Persist4Key {
-            client: (p.src & mask_word(mask, 0)).to_ne_bytes(),
+            client: (Self::src(p) & mask_word(mask, 0)).to_ne_bytes(),
             vip_index,
         }
     }
@@ -192,8 +219,8 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn cache_hash(vip_fold: u32, p: &Packet<u32>) -> u32 {
-        hash::cache_hash(vip_fold, &[p.src], p.sport)
+    fn cache_hash(vip_fold: u64, p: &Packet<u32>) -> u32 {
+        hash::cache_hash(vip_fold, &[Self::src(p) as u64], p.sport)
     }
 
     #[inline(always)]
@@ -203,8 +230,7 @@ impl Family for V4 {
 
     #[inline(always)]
     fn cached(slot: &Cached4, p: &Packet<u32>) -> Option<(u32, u32, u32, u64)> {
-        let words = [p.src, p.dst, ports_word(p.sport, p.dport), p.proto as u32];
-        holds_words(&slot.key, words).then_some((
+        holds::<Flow4Key, 1>(&slot.key, p).then_some((
             slot.real_id,
             slot.real_generation,
             slot.vip_index,
@@ -234,14 +260,26 @@ impl Family for V6 {
     type Cached = Cached6;
 
     #[inline(always)]
-    fn vip_fold(p: &Packet<[u32; 4]>) -> u32 {
-        hash::vip_fold(&p.dst, p.dport, p.proto)
+    fn src(p: &Packet<[u32; 4]>) -> [u32; 4] {
+        let a = p.addrs;
+        [word(a, 0), word(a, 4), word(a, 8), word(a, 12)]
+    }
+
+    #[inline(always)]
+    fn dst(p: &Packet<[u32; 4]>) -> [u32; 4] {
+        let a = p.addrs;
+        [word(a, 16), word(a, 20), word(a, 24), word(a, 28)]
+    }
+
+    #[inline(always)]
+    fn vip_fold(p: &Packet<[u32; 4]>) -> u64 {
+        hash::vip_fold(&[dword(p.addrs, 16), dword(p.addrs, 24)], p.dport, p.proto)
     }
 
     #[inline(always)]
     fn vip(p: &Packet<[u32; 4]>) -> Option<*const VipMeta> {
         let key = Vip6Key {
-            addr: bytes16(p.dst),
+            addr: bytes16(Self::dst(p)),
             port: p.dport,
             proto: p.proto as u16,
         };
@@ -251,8 +289,8 @@ impl Family for V6 {
     #[inline(always)]
     fn flow_key(p: &Packet<[u32; 4]>) -> Flow6Key {
         Flow6Key {
-            src: bytes16(p.src),
-            dst: bytes16(p.dst),
+            src: bytes16(Self::src(p)),
+            dst: bytes16(Self::dst(p)),
             sport: p.sport,
             dport: p.dport,
             proto: p.proto as u32,
@@ -281,11 +319,12 @@ impl Family for V6 {
 
     #[inline(always)]
     fn persist_key(p: &Packet<[u32; 4]>, mask: &[u8; 16], vip_index: u32) -> Persist6Key {
+        let src = Self::src(p);
         let client = [
-            p.src[0] & mask_word(mask, 0),
-            p.src[1] & mask_word(mask, 1),
-            p.src[2] & mask_word(mask, 2),
-            p.src[3] & mask_word(mask, 3),
+            src[0] & mask_word(mask, 0),
+            src[1] & mask_word(mask, 1),
+            src[2] & mask_word(mask, 2),
+            src[3] & mask_word(mask, 3),
         ];
         Persist6Key {
             client: bytes16(client),
@@ -304,8 +343,8 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn cache_hash(vip_fold: u32, p: &Packet<[u32; 4]>) -> u32 {
-        hash::cache_hash(vip_fold, &p.src, p.sport)
+    fn cache_hash(vip_fold: u64, p: &Packet<[u32; 4]>) -> u32 {
+        hash::cache_hash(vip_fold, &[dword(p.addrs, 0), dword(p.addrs, 8)], p.sport)
     }
 
     #[inline(always)]
@@ -315,21 +354,7 @@ impl Family for V6 {
 
     #[inline(always)]
     fn cached(slot: &Cached6, p: &Packet<[u32; 4]>) -> Option<(u32, u32, u32, u64)> {
-        let (s, d) = (p.src, p.dst);
-        let ports = ports_word(p.sport, p.dport);
-        let words = [
-            s[0],
-            s[1],
-            s[2],
-            s[3],
-            d[0],
-            d[1],
-            d[2],
-            d[3],
-            ports,
-            p.proto as u32,
-        ];
-        holds_words(&slot.key, words).then_some((
+        holds::<Flow6Key, 4>(&slot.key, p).then_some((
             slot.real_id,
             slot.real_generation,
             slot.vip_index,

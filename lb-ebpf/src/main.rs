@@ -101,7 +101,7 @@ fn cacheable(state: u32) -> bool {
 
 /// Whether the VIP filter lets the packet through to the lookups.
 #[inline(always)]
-fn maybe_vip(vip_fold: u32) -> bool {
+fn maybe_vip(vip_fold: u64) -> bool {
     let bit = hash::vip_filter_bit(vip_fold);
     let Some(filter) = VIP_FILTER.get(0) else {
         return true;

@@ -2,6 +2,8 @@
 //! bounded walk over extension headers), TCP and UDP, into a [`Packet`]. Anything else ends with
 //! a [`NotForUs`] saying why, and the packet goes to the kernel unchanged.
 
+use core::marker::PhantomData;
+
 use aya_ebpf::programs::XdpContext;
 use lb_common::{IPPROTO_TCP, IPPROTO_UDP};
 
@@ -20,12 +22,14 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
-/// What the balancer needs of a TCP or UDP packet. `A` is the address: a `u32` for IPv4,
-/// `[u32; 4]` for IPv6, holding the bytes as on the wire (network order), read a word at a time.
+/// What the balancer needs of a TCP or UDP packet. `A` is the family's address type (`u32` for
+/// IPv4, `[u32; 4]` for IPv6); the addresses stay in the frame, read where they are needed
+/// ([`crate::family::Family::src`]), so that they do not tie up registers and stack slots.
 #[derive(Clone, Copy)]
 pub struct Packet<A> {
-    pub src: A,
-    pub dst: A,
+    /// The IP header's source address, followed by its destination address (network order).
+    /// The parser checked that both are within the frame.
+    pub addrs: *const u8,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub proto: u8,
     /// TCP flags (0 for UDP).
@@ -35,6 +39,7 @@ pub struct Packet<A> {
     pub dport: u16,
     /// Frame length in bytes.
     pub len: u32,
+    pub family: PhantomData<A>,
 }
 
 /// Why a packet is not balanced.
@@ -72,11 +77,19 @@ fn be16(b: [u8; 2]) -> u16 {
 }
 
 /// A word of the packet as it lies in memory (the verifier allows unaligned packet reads on
-/// machines with efficient unaligned access; x86 is one).
+/// machines with efficient unaligned access; x86 is one). The caller has checked that the
+/// `at + 4` bytes are in the frame.
 #[inline(always)]
-fn word(p: *const u8, at: usize) -> u32 {
-    // SAFETY: the caller checked that `at + 4` bytes are in the frame.
+pub fn word(p: *const u8, at: usize) -> u32 {
+    // SAFETY: as above.
     unsafe { (p.add(at) as *const u32).read_unaligned() }
+}
+
+/// Eight bytes of the packet as a 64-bit word, as [`word`].
+#[inline(always)]
+pub fn dword(p: *const u8, at: usize) -> u64 {
+    // SAFETY: as above.
+    unsafe { (p.add(at) as *const u64).read_unaligned() }
 }
 
 /// The Ethernet header and up to two VLAN tags.
@@ -128,8 +141,8 @@ pub fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Packet<u32>, NotForUs> {
             _ => NotForUs::Other,
         });
     }
-    let p = ip as *const u8;
-    transport(ctx, l4, proto, word(p, 12), word(p, 16))
+    // SAFETY: the addresses lie within the 20 bytes checked.
+    transport(ctx, l4, proto, unsafe { (ip as *const u8).add(12) })
 }
 
 #[inline(always)]
@@ -169,10 +182,8 @@ pub fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Packet<[u32; 4]>, NotForUs> {
             NotForUs::Other
         });
     }
-    let p = ip as *const u8;
-    let src = [word(p, 8), word(p, 12), word(p, 16), word(p, 20)];
-    let dst = [word(p, 24), word(p, 28), word(p, 32), word(p, 36)];
-    transport(ctx, offset, next, src, dst)
+    // SAFETY: the addresses lie within the 40 bytes checked.
+    transport(ctx, offset, next, unsafe { (ip as *const u8).add(8) })
 }
 
 #[inline(always)]
@@ -180,8 +191,7 @@ fn transport<A>(
     ctx: &XdpContext,
     l4: usize,
     proto: u8,
-    src: A,
-    dst: A,
+    addrs: *const u8,
 ) -> Result<Packet<A>, NotForUs> {
     let (ports, tcp_flags) = match proto {
         IPPROTO_TCP => {
@@ -195,12 +205,12 @@ fn transport<A>(
         _ => return Err(NotForUs::Other),
     };
     Ok(Packet {
-        src,
-        dst,
+        addrs,
         proto,
         tcp_flags,
         sport: be16([ports[0], ports[1]]),
         dport: be16([ports[2], ports[3]]),
         len: frame_len(ctx),
+        family: PhantomData,
     })
 }

@@ -125,9 +125,9 @@ fn fallback(meta: &VipMeta) -> Option<u32> {
 #[inline(always)]
 fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet<F::Addr>, flow: &F::FlowKey) -> u32 {
     if meta.scheduler == Scheduler::Sh as u32 {
-        F::addr_hash(&packet.src)
+        F::addr_hash(&F::src(packet))
     } else if meta.scheduler == Scheduler::Dh as u32 {
-        F::addr_hash(&packet.dst)
+        F::addr_hash(&F::dst(packet))
     } else {
         F::flow_hash(flow)
     }

@@ -107,19 +107,13 @@ impl VipKey {
 
     /// This VIP's bit in the VIP filter.
     fn filter_bit(&self) -> u32 {
-        let words = |b: &[u8]| -> Vec<u32> {
-            b.chunks(4)
-                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
+        use lb_common::hash::{addr_words, vip_filter_bit, vip_fold};
+        let (addr, port, proto) = match self {
+            VipKey::V4(Vip4KeyOrd(a, port, proto)) => (&a[..], *port, *proto),
+            VipKey::V6(Vip6KeyOrd(a, port, proto)) => (&a[..], *port, *proto),
         };
-        match *self {
-            VipKey::V4(Vip4KeyOrd(a, port, proto)) => {
-                lb_common::hash::vip_filter_bit(lb_common::hash::vip_fold(&words(&a), port, proto))
-            }
-            VipKey::V6(Vip6KeyOrd(a, port, proto)) => {
-                lb_common::hash::vip_filter_bit(lb_common::hash::vip_fold(&words(&a), port, proto))
-            }
-        }
+        let (words, n) = addr_words(addr);
+        vip_filter_bit(vip_fold(&words[..n], port, proto))
     }
 
     fn v4(&self) -> Option<Vip4Key> {
