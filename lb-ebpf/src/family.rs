@@ -69,7 +69,7 @@ fn holds<K, const N: usize>(key: &K, p: &Packet<impl Copy>) -> bool {
         // SAFETY: keys are #[repr(C)] Pod structs of N 64-bit words then two 32-bit words; the
         // packet's addresses are within the frame (checked by the parser).
         difference |=
-            unsafe { (k.add(i * 8) as *const u64).read_unaligned() } ^ dword(p.addrs, i * 8);
+            unsafe { (k.add(i * 8) as *const u64).read_unaligned() ^ dword(p.addrs, i * 8) };
     }
     // SAFETY: as above.
     let (ports, proto) = unsafe {
@@ -144,12 +144,14 @@ impl Family for V4 {
 
     #[inline(always)]
     fn src(p: &Packet<u32>) -> u32 {
-        word(p.addrs, 0)
+        // SAFETY: the parser checked the IPv4 header, addresses included, against the frame.
+        unsafe { word(p.addrs, 0) }
     }
 
     #[inline(always)]
     fn dst(p: &Packet<u32>) -> u32 {
-        word(p.addrs, 4)
+        // SAFETY: as above.
+        unsafe { word(p.addrs, 4) }
     }
 
     #[inline(always)]
@@ -262,18 +264,22 @@ impl Family for V6 {
     #[inline(always)]
     fn src(p: &Packet<[u32; 4]>) -> [u32; 4] {
         let a = p.addrs;
-        [word(a, 0), word(a, 4), word(a, 8), word(a, 12)]
+        // SAFETY: the parser checked the IPv6 header, addresses included, against the frame.
+        unsafe { [word(a, 0), word(a, 4), word(a, 8), word(a, 12)] }
     }
 
     #[inline(always)]
     fn dst(p: &Packet<[u32; 4]>) -> [u32; 4] {
         let a = p.addrs;
-        [word(a, 16), word(a, 20), word(a, 24), word(a, 28)]
+        // SAFETY: as above.
+        unsafe { [word(a, 16), word(a, 20), word(a, 24), word(a, 28)] }
     }
 
     #[inline(always)]
     fn vip_fold(p: &Packet<[u32; 4]>) -> u64 {
-        hash::vip_fold(&[dword(p.addrs, 16), dword(p.addrs, 24)], p.dport, p.proto)
+        // SAFETY: as above.
+        let dst = unsafe { [dword(p.addrs, 16), dword(p.addrs, 24)] };
+        hash::vip_fold(&dst, p.dport, p.proto)
     }
 
     #[inline(always)]
@@ -344,7 +350,9 @@ impl Family for V6 {
 
     #[inline(always)]
     fn cache_hash(vip_fold: u64, p: &Packet<[u32; 4]>) -> u32 {
-        hash::cache_hash(vip_fold, &[dword(p.addrs, 0), dword(p.addrs, 8)], p.sport)
+        // SAFETY: as above.
+        let src = unsafe { [dword(p.addrs, 0), dword(p.addrs, 8)] };
+        hash::cache_hash(vip_fold, &src, p.sport)
     }
 
     #[inline(always)]

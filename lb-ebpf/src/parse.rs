@@ -77,18 +77,23 @@ fn be16(b: [u8; 2]) -> u16 {
 }
 
 /// A word of the packet as it lies in memory (the verifier allows unaligned packet reads on
-/// machines with efficient unaligned access; x86 is one). The caller has checked that the
-/// `at + 4` bytes are in the frame.
+/// machines with efficient unaligned access; x86 is one).
+///
+/// # Safety
+/// The `at + 4` bytes from `p` are in the frame.
 #[inline(always)]
-pub fn word(p: *const u8, at: usize) -> u32 {
-    // SAFETY: as above.
+pub unsafe fn word(p: *const u8, at: usize) -> u32 {
+    // SAFETY: the caller's.
     unsafe { (p.add(at) as *const u32).read_unaligned() }
 }
 
 /// Eight bytes of the packet as a 64-bit word, as [`word`].
+///
+/// # Safety
+/// The `at + 8` bytes from `p` are in the frame.
 #[inline(always)]
-pub fn dword(p: *const u8, at: usize) -> u64 {
-    // SAFETY: as above.
+pub unsafe fn dword(p: *const u8, at: usize) -> u64 {
+    // SAFETY: the caller's.
     unsafe { (p.add(at) as *const u64).read_unaligned() }
 }
 
