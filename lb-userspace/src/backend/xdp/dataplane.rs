@@ -512,6 +512,20 @@ impl Dataplane {
         self.write_filter(wanted_keys.iter())
     }
 
+    /// Sets every bit of the VIP filter: every packet goes on to the VIP lookup, whatever
+    /// hash the running program computes.
+    pub fn open_filter(&mut self) -> Result<(), BackendError> {
+        let mut filter = zeroed_box::<VipFilter>();
+        filter.bits.fill(u64::MAX);
+        self.set_filter(&filter)
+    }
+
+    /// Makes the VIP filter hold exactly the VIPs in the maps.
+    pub fn rebuild_filter(&mut self) -> Result<(), BackendError> {
+        let programmed = self.programmed()?;
+        self.write_filter(programmed.keys())
+    }
+
     fn write_filter<'a>(
         &mut self,
         keys: impl Iterator<Item = &'a VipKey>,
@@ -521,9 +535,15 @@ impl Dataplane {
             let bit = key.filter_bit() as usize;
             filter.bits[bit / 64] |= 1 << (bit % 64);
         }
+        self.set_filter(&filter)
+    }
+
+    /// Writes the filter in place: a packet may see a mix of the old and new words, so every
+    /// change goes through a superset of both (see `apply`).
+    fn set_filter(&mut self, filter: &VipFilter) -> Result<(), BackendError> {
         self.maps
             .vip_filter
-            .set(0, filter.as_ref(), 0)
+            .set(0, filter, 0)
             .map_err(|e| BackendError::system("writing VIP_FILTER", e))
     }
 

@@ -211,6 +211,11 @@ impl XdpBackend {
         };
         let mut dataplane = Dataplane::new(maps);
 
+        // The maps may come from another build, whose program hashes the VIP filter another
+        // way: while programs are swapped, the filter lets every packet through to the VIP
+        // lookup (right for both), then it is rebuilt for this build from the VIPs in the maps,
+        // so that they forward before the first apply.
+        dataplane.open_filter()?;
         for interface in &options.interfaces {
             attach(&mut program, interface, options.mode, &dir)?;
             let ifindex = ifindex(interface)?;
@@ -225,6 +230,7 @@ impl XdpBackend {
             name.strip_prefix("link_")
                 .is_some_and(|i| !options.interfaces.iter().any(|c| c == i))
         })?;
+        dataplane.rebuild_filter()?;
 
         let paths = KernelPaths::new().map_err(system("reading routes and neighbours"))?;
         Ok(XdpBackend {
