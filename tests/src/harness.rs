@@ -58,6 +58,28 @@ pub fn private_netns() {
     run(&["ip", "link", "set", "lo", "up"]);
 }
 
+/// Pins the calling thread to the CPU it is running on.
+pub fn stay_on_this_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t; they affect only the calling thread.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(
+            cpu >= 0,
+            "sched_getcpu: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        let rc = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Runs a command (in the calling thread's namespaces), panicking with its output on failure.
 pub fn run(argv: &[&str]) -> String {
     let out = Command::new(argv[0])
@@ -82,9 +104,11 @@ pub struct Harness {
 
 impl Harness {
     /// A harness in a new private namespace for the calling thread, its program on the test
-    /// clock ([`Harness::set_clock`]).
+    /// clock ([`Harness::set_clock`]). The thread stays on the CPU it is on: the program keeps
+    /// per-CPU state (round-robin cursors, the flow cache) that a test follows run after run.
     pub fn new() -> Harness {
         private_netns();
+        stay_on_this_cpu();
         Harness::new_in_current_netns(ProgramClock::Test)
     }
 
