@@ -176,6 +176,8 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         )
         .unwrap();
     let mut backend = XdpBackend::open(&options).expect("reopen");
+    // What the previous agent left reads back as what it applied.
+    assert_eq!(backend.held().expect("held"), Some(table([1, 1])));
     // The agent refreshes every second from its start, also while it holds off its first apply
     // until its reals are checked: meanwhile what the previous agent left keeps forwarding.
     backend.refresh().expect("refresh");

@@ -42,6 +42,14 @@ pub trait Backend: Send {
     /// before the failing service stays applied; calling again with the same table retries.
     fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError>;
 
+    /// What the data plane holds now, as far as this backend can read it back: at start, what
+    /// a previous agent left (so that reals it finds as configured are not reported as added
+    /// again). Attributes the backend does not keep read back as their defaults. `None` when the
+    /// backend cannot tell.
+    fn held(&self) -> Result<Option<DesiredTable>, BackendError> {
+        Ok(None)
+    }
+
     /// Called about once a second: follows what the backend watches itself (for XDP, where the
     /// reals are as the kernel's neighbour and routing tables change, and idle flows).
     fn refresh(&mut self) -> Result<(), BackendError> {

@@ -140,6 +140,9 @@ pub struct Core {
     reals: HashMap<RealKey, RealState>,
     /// What the data plane holds once applied (empty until the start is over).
     table: DesiredTable,
+    /// What the data plane held at start, read back from it (a previous agent's), until the
+    /// start is over.
+    held: Option<DesiredTable>,
     started: bool,
     /// Reals still waiting for their first verdict, while starting.
     pending: HashSet<RealKey>,
@@ -166,6 +169,7 @@ impl Core {
             real_index,
             reals,
             table: DesiredTable::default(),
+            held: None,
             started: false,
             pending,
             dirty: BTreeSet::new(),
@@ -186,6 +190,16 @@ impl Core {
 
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// What the data plane holds before the first apply (a previous agent left it). As
+    /// ldirectord at start with IPVS entries in place: what is already there as configured is
+    /// not reported again (no `Added …` line or mail), what differs is; virtuals there and no
+    /// longer configured are reported purged.
+    pub fn set_held(&mut self, table: DesiredTable) {
+        if !self.started {
+            self.held = Some(table);
+        }
     }
 
     pub fn status(&self) -> DaemonStatus {
@@ -321,12 +335,31 @@ impl Core {
         self.pending.clear();
         self.dirty.clear();
         let table = desired::table(&self.config, self.health());
+        let held = self.held.take().unwrap_or_default();
+        for (key, old) in &held.services {
+            if !table.services.contains_key(key) {
+                let changes = desired::service_changes(
+                    key,
+                    Some(old),
+                    None,
+                    self.health(),
+                    |_| false,
+                    self.config.global.readdquiescent,
+                );
+                self.report(key, &changes, now, &mut fx);
+            }
+        }
         for v in 0..self.config.virtuals.len() {
             let key = service_key(&self.config.virtuals[v]);
+            let new = table.services.get(&key);
+            let old = held
+                .services
+                .get(&key)
+                .map(|old| desired::as_held(old, new));
             let changes = desired::service_changes(
                 &key,
-                None,
-                table.services.get(&key),
+                old.as_ref(),
+                new,
                 self.health(),
                 |_| true,
                 self.config.global.readdquiescent,

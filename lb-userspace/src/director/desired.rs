@@ -156,6 +156,32 @@ pub fn table(config: &Config, health: impl Fn(&RealKey) -> Health) -> DesiredTab
     }
 }
 
+/// A service read back from a data plane that does not keep every attribute, completed from the
+/// service as configured (`new`): thresholds of the same real, scheduler flags and one-packet
+/// scheduling are taken as configured, so that only what the data plane does show can differ.
+pub fn as_held(held: &Service, new: Option<&Service>) -> Service {
+    let mut held = held.clone();
+    let Some(new) = new else {
+        return held;
+    };
+    held.sched_flags.clone_from(&new.sched_flags);
+    held.one_packet = new.one_packet;
+    let same = |a: &table::Real, b: &table::Real| a.addr == b.addr && a.port == b.port;
+    for real in held.reals.iter_mut().chain(held.fallback.as_mut()) {
+        if let Some(configured) = new
+            .reals
+            .iter()
+            .chain(new.fallback.as_ref())
+            .find(|c| same(c, real))
+        {
+            real.upper_threshold = configured.upper_threshold;
+            real.lower_threshold = configured.lower_threshold;
+            real.forward = configured.forward;
+        }
+    }
+    held
+}
+
 /// Whether two versions of a service differ in what `ipvsadm -E` would change.
 pub fn attributes_differ(a: &Service, b: &Service) -> bool {
     a.scheduler != b.scheduler

@@ -158,8 +158,16 @@ impl Director {
         let (tx, requests) = mpsc::channel(16);
         let runner = HealthRunner::new(results_tx, settings.runner.clone(), shutdown);
         let start_deadline = core::start_deadline(&config, settings.runner.jitter.first_spread_max);
+        let mut core = Core::new(config);
+        match backend.held() {
+            Ok(Some(held)) => core.set_held(held),
+            Ok(None) => {}
+            Err(e) => settings
+                .logger
+                .log(format!("Failed to read the data plane back: {e}")),
+        }
         let director = Director {
-            core: Core::new(config),
+            core,
             backend,
             runner,
             results,

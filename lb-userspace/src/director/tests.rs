@@ -657,3 +657,71 @@ fn results_for_reals_gone_in_a_reload_are_ignored() {
     assert!(rig.core.reals().get(&gone).is_none());
     assert_eq!(rig.core.reals()[&rig.key(WEB, R1)].health, Health::Up);
 }
+
+/// A real as the data plane holds it.
+fn held_real(addr: &str, weight: u32) -> crate::table::Real {
+    let addr: SocketAddr = addr.parse().unwrap();
+    crate::table::Real {
+        addr: addr.ip(),
+        port: addr.port(),
+        forward: Forward::Gate,
+        weight,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    }
+}
+
+fn held_service(reals: Vec<crate::table::Real>) -> crate::table::Service {
+    crate::table::Service {
+        scheduler: "wrr".into(),
+        persistence: None,
+        sched_flags: None,
+        one_packet: false,
+        reals,
+        fallback: None,
+    }
+}
+
+fn inet(addr: &str) -> ServiceKey {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ServiceKey::Inet {
+        protocol: crate::table::Protocol::Tcp,
+        addr: addr.ip(),
+        port: addr.port(),
+    }
+}
+
+/// As ldirectord starting on IPVS entries a previous run left: what is there as configured is
+/// not reported (or mailed) again; a real whose weight differs is restored, a virtual no longer
+/// configured is purged.
+#[test]
+fn a_start_on_a_data_plane_left_running_reports_only_what_differs() {
+    let mut rig = Rig::new(MAIL);
+    let mut held = DesiredTable::default();
+    held.services.insert(
+        inet(WEB),
+        held_service(vec![held_real(R1, 1), held_real(R2, 0)]),
+    );
+    held.services
+        .insert(inet("192.0.2.9:80"), held_service(vec![held_real(R1, 1)]));
+    rig.core.set_held(held);
+    let mut fx = Effects::default();
+    for real in [R1, R2] {
+        let key = rig.key(WEB, real);
+        merge(&mut fx, rig.core.observe(&key, Verdict::Up, &reason()));
+    }
+    let now = rig.now;
+    merge(&mut fx, rig.core.commit(now));
+    assert!(rig.core.started());
+    assert_eq!(
+        fx.lines,
+        [
+            "Purged virtual server (start): 192.0.2.9:80",
+            "Restored real server: 192.0.2.12:80 (192.0.2.1:80) (Weight set to 1)",
+            "emailalert: Restored real server: 192.0.2.12:80 (192.0.2.1:80) (Weight set to 1)",
+        ]
+    );
+    assert_eq!(fx.mails.len(), 1);
+    assert!(fx.table_changed);
+    assert_eq!(rig.weights(WEB), [w(R1, 1), w(R2, 1)]);
+}

@@ -11,7 +11,10 @@ use lb_common::{
 };
 
 use super::dataplane::{Dataplane, mask_prefix_len, real_addr};
-use crate::{backend::BackendError, table::ServiceKey};
+use crate::{
+    backend::BackendError,
+    table::{DesiredTable, Forward, Persistence, Real, Service, ServiceKey},
+};
 
 /// A virtual service and its reals, as the data plane holds them.
 #[derive(Clone, Debug, Serialize)]
@@ -71,6 +74,39 @@ fn forward_name(def: &RealDef) -> &'static str {
 }
 
 impl Dataplane {
+    /// What the maps hold, as a desired table: every real as direct routing (a local one
+    /// included), without thresholds, scheduler flags or one-packet scheduling (the data plane
+    /// does not keep them).
+    pub fn held(&self) -> Result<DesiredTable, BackendError> {
+        let real = |r: &LiveReal| Real {
+            addr: r.addr,
+            port: r.port,
+            forward: Forward::Gate,
+            weight: r.weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        let services = self
+            .live()?
+            .into_iter()
+            .map(|s| {
+                let service = Service {
+                    scheduler: s.scheduler,
+                    persistence: s.persistent.map(|(timeout_secs, prefix_len)| Persistence {
+                        timeout_secs,
+                        prefix_len,
+                    }),
+                    sched_flags: None,
+                    one_packet: false,
+                    reals: s.reals.iter().filter(|r| !r.fallback).map(real).collect(),
+                    fallback: s.reals.iter().find(|r| r.fallback).map(real),
+                };
+                (s.key, service)
+            })
+            .collect();
+        Ok(DesiredTable { services })
+    }
+
     /// Every virtual service with its reals and counters, sorted as ipvsadm sorts them.
     pub fn live(&self) -> Result<Vec<LiveService>, BackendError> {
         let mut services = Vec::new();

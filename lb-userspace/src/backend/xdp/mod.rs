@@ -258,6 +258,10 @@ impl Backend for XdpBackend {
         Ok(())
     }
 
+    fn held(&self) -> Result<Option<DesiredTable>, BackendError> {
+        Ok(Some(self.dataplane.held()?))
+    }
+
     /// Looks up every real's path again and applies the last table if one changed (a neighbour
     /// resolved or moved, a route changed); every ten seconds, also expires idle flows.
     fn refresh(&mut self) -> Result<(), BackendError> {
