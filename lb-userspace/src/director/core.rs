@@ -361,7 +361,7 @@ impl Core {
                 old.as_ref(),
                 new,
                 self.health(),
-                |_| true,
+                |k| self.reals.contains_key(k),
                 self.config.global.readdquiescent,
             );
             self.report(&key, &changes, now, &mut fx);

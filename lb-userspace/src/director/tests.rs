@@ -692,15 +692,19 @@ fn inet(addr: &str) -> ServiceKey {
 }
 
 /// As ldirectord starting on IPVS entries a previous run left: what is there as configured is
-/// not reported (or mailed) again; a real whose weight differs is restored, a virtual no longer
-/// configured is purged.
+/// not reported (or mailed) again; a real whose weight differs is restored, a real or virtual
+/// no longer configured is purged.
 #[test]
 fn a_start_on_a_data_plane_left_running_reports_only_what_differs() {
     let mut rig = Rig::new(MAIL);
     let mut held = DesiredTable::default();
     held.services.insert(
         inet(WEB),
-        held_service(vec![held_real(R1, 1), held_real(R2, 0)]),
+        held_service(vec![
+            held_real(R1, 1),
+            held_real(R2, 0),
+            held_real("192.0.2.13:80", 1),
+        ]),
     );
     held.services
         .insert(inet("192.0.2.9:80"), held_service(vec![held_real(R1, 1)]));
@@ -719,9 +723,11 @@ fn a_start_on_a_data_plane_left_running_reports_only_what_differs() {
             "Purged virtual server (start): 192.0.2.9:80",
             "Restored real server: 192.0.2.12:80 (192.0.2.1:80) (Weight set to 1)",
             "emailalert: Restored real server: 192.0.2.12:80 (192.0.2.1:80) (Weight set to 1)",
+            "Purged real server (start): 192.0.2.13:80 (192.0.2.1:80)",
+            "emailalert: Purged real server (start): 192.0.2.13:80 (192.0.2.1:80)",
         ]
     );
-    assert_eq!(fx.mails.len(), 1);
+    assert_eq!(fx.mails.len(), 2);
     assert!(fx.table_changed);
     assert_eq!(rig.weights(WEB), [w(R1, 1), w(R2, 1)]);
 }
