@@ -218,14 +218,11 @@ pub struct FlowEntry {
 /// TCP, UDP) are minutes.
 pub const CACHE_FRESH_TICKS: u64 = 1000;
 
-/// An established flow as one CPU's flow cache holds it: enough to forward the flow's next
-/// packet without a flow-table lookup. The cache is per CPU and direct-mapped (slot = flow hash
-/// modulo its size); an entry is used only while its key matches, its real is current and the
-/// flow table's entry was refreshed in the last [`CACHE_FRESH_TICKS`].
+/// What the flow cache keeps of an established flow: enough to forward its next packet without
+/// a flow-table lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cached4 {
-    pub key: crate::keys::Flow4Key,
+pub struct CachedFlow {
     pub real_id: u32,
     pub real_generation: u32,
     pub vip_index: u32,
@@ -234,16 +231,23 @@ pub struct Cached4 {
     pub refreshed_tick: u64,
 }
 
+/// An established flow as one CPU's flow cache holds it. The cache is per CPU and
+/// direct-mapped (slot = flow hash modulo its size); an entry is used only while its key
+/// matches, its real is current and the flow table's entry was refreshed in the last
+/// [`CACHE_FRESH_TICKS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cached4 {
+    pub key: crate::keys::Flow4Key,
+    pub flow: CachedFlow,
+}
+
 /// [`Cached4`] for IPv6 flows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cached6 {
     pub key: crate::keys::Flow6Key,
-    pub real_id: u32,
-    pub real_generation: u32,
-    pub vip_index: u32,
-    pub _pad: u32,
-    pub refreshed_tick: u64,
+    pub flow: CachedFlow,
 }
 
 /// Where a persistent client goes, and since when.

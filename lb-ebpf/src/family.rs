@@ -5,7 +5,7 @@ use lb_common::{
     hash,
     keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps::{FLOW_CACHE_SIZE, MAX_CPUS},
-    values::{Cached4, Cached6, FlowEntry, PersistEntry, VipMeta},
+    values::{Cached4, Cached6, CachedFlow, FlowEntry, PersistEntry, VipMeta},
 };
 
 use aya_ebpf::helpers::bpf_map_lookup_percpu_elem;
@@ -47,9 +47,8 @@ pub trait Family {
     fn cache_hash(vip_fold: u64, packet: &Packet<Self::Addr>) -> u32;
     /// This CPU's flow cache slot for a cache hash.
     fn cache_slot(hash: u32) -> Option<*mut Self::Cached>;
-    /// The cached flow in `slot`, if it is the packet's: (real id, real generation, VIP index,
-    /// tick of its last refresh).
-    fn cached(slot: &Self::Cached, packet: &Packet<Self::Addr>) -> Option<(u32, u32, u32, u64)>;
+    /// The cached flow in `slot`, if it is the packet's.
+    fn cached<'a>(slot: &'a Self::Cached, packet: &Packet<Self::Addr>) -> Option<&'a CachedFlow>;
     /// Caches `entry` for `key` in `slot`.
     fn cache(slot: &mut Self::Cached, key: &Self::FlowKey, entry: &FlowEntry, tick: u64);
     /// Empties the slot of a cache hash on every CPU (the flow was placed again).
@@ -96,10 +95,23 @@ fn cache_index(hash: u32) -> u32 {
     hash >> (32 - FLOW_CACHE_SIZE.trailing_zeros())
 }
 
-/// Kills `map`'s slot for `hash` on every CPU (`bpf_map_lookup_percpu_elem` reaches other
-/// CPUs' copies): zeroes its real id, which never names a real.
+/// What the cache keeps of `entry`, refreshed at `tick`.
 #[inline(always)]
-fn clear_on_every_cpu<T>(map: &T, hash: u32, real_id_word: usize) {
+fn cached_flow(entry: &FlowEntry, tick: u64) -> CachedFlow {
+    CachedFlow {
+        real_id: entry.real_id,
+        real_generation: entry.real_generation,
+        vip_index: entry.vip_index,
+        _pad: 0,
+        refreshed_tick: tick,
+    }
+}
+
+/// Kills `map`'s slot for `hash` on every CPU (`bpf_map_lookup_percpu_elem` reaches other
+/// CPUs' copies): zeroes its real id, which never names a real. `flow` is the offset of the
+/// slot's [`CachedFlow`].
+#[inline(always)]
+fn clear_on_every_cpu<T>(map: &T, hash: u32, flow: usize) {
     let index = cache_index(hash);
     let map = core::ptr::from_ref(map)
         .cast_mut()
@@ -108,12 +120,16 @@ fn clear_on_every_cpu<T>(map: &T, hash: u32, real_id_word: usize) {
         // SAFETY: a per-CPU array map and an index within it; NULL past the last CPU.
         let slot =
             unsafe { bpf_map_lookup_percpu_elem(map, (&raw const index).cast_mut().cast(), cpu) }
-                .cast::<u32>();
+                .cast::<u8>();
         if slot.is_null() {
             break;
         }
-        // SAFETY: `real_id_word` is within the value.
-        unsafe { slot.add(real_id_word).write(0) };
+        // SAFETY: the slot's flow, within the value; its real id is a u32 at an aligned offset.
+        unsafe {
+            slot.add(flow + core::mem::offset_of!(CachedFlow, real_id))
+                .cast::<u32>()
+                .write(0)
+        };
     }
 }
 
@@ -231,27 +247,19 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn cached(slot: &Cached4, p: &Packet<u32>) -> Option<(u32, u32, u32, u64)> {
-        holds::<Flow4Key, 1>(&slot.key, p).then_some((
-            slot.real_id,
-            slot.real_generation,
-            slot.vip_index,
-            slot.refreshed_tick,
-        ))
+    fn cached<'a>(slot: &'a Cached4, p: &Packet<u32>) -> Option<&'a CachedFlow> {
+        holds::<Flow4Key, 1>(&slot.key, p).then_some(&slot.flow)
     }
 
     #[inline(always)]
     fn cache(slot: &mut Cached4, key: &Flow4Key, entry: &FlowEntry, tick: u64) {
         slot.key = *key;
-        slot.real_id = entry.real_id;
-        slot.real_generation = entry.real_generation;
-        slot.vip_index = entry.vip_index;
-        slot.refreshed_tick = tick;
+        slot.flow = cached_flow(entry, tick);
     }
 
     #[inline(always)]
     fn uncache_everywhere(hash: u32) {
-        clear_on_every_cpu(&FLOW_CACHE4, hash, 4);
+        clear_on_every_cpu(&FLOW_CACHE4, hash, core::mem::offset_of!(Cached4, flow));
     }
 }
 
@@ -361,26 +369,18 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn cached(slot: &Cached6, p: &Packet<[u32; 4]>) -> Option<(u32, u32, u32, u64)> {
-        holds::<Flow6Key, 4>(&slot.key, p).then_some((
-            slot.real_id,
-            slot.real_generation,
-            slot.vip_index,
-            slot.refreshed_tick,
-        ))
+    fn cached<'a>(slot: &'a Cached6, p: &Packet<[u32; 4]>) -> Option<&'a CachedFlow> {
+        holds::<Flow6Key, 4>(&slot.key, p).then_some(&slot.flow)
     }
 
     #[inline(always)]
     fn cache(slot: &mut Cached6, key: &Flow6Key, entry: &FlowEntry, tick: u64) {
         slot.key = *key;
-        slot.real_id = entry.real_id;
-        slot.real_generation = entry.real_generation;
-        slot.vip_index = entry.vip_index;
-        slot.refreshed_tick = tick;
+        slot.flow = cached_flow(entry, tick);
     }
 
     #[inline(always)]
     fn uncache_everywhere(hash: u32) {
-        clear_on_every_cpu(&FLOW_CACHE6, hash, 10);
+        clear_on_every_cpu(&FLOW_CACHE6, hash, core::mem::offset_of!(Cached6, flow));
     }
 }

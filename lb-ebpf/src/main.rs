@@ -130,13 +130,13 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
     if (!is_tcp || flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0)
         && let Some(slot) = slot
         // SAFETY: a per-CPU array slot, only this CPU reads and writes it.
-        && let Some((real_id, generation, vip_index, refreshed)) = F::cached(unsafe { &*slot }, packet)
-        && let Some(real) = schedule::usable_real(real_id, generation, vip_index)
-        && tick().wrapping_sub(refreshed) <= CACHE_FRESH_TICKS
+        && let Some(cached) = F::cached(unsafe { &*slot }, packet)
+        && let Some(real) = schedule::usable_real(cached.real_id, cached.real_generation, cached.vip_index)
+        && tick().wrapping_sub(cached.refreshed_tick) <= CACHE_FRESH_TICKS
     {
         let counted = Counted {
-            vip_index,
-            real_id,
+            vip_index: cached.vip_index,
+            real_id: cached.real_id,
             len: packet.len as u64,
             new_flow: false,
         };

@@ -429,32 +429,32 @@ impl Traffic {
                             .push(format!("opening a held connection to {to}: {e}")),
                     }
                 }
-                while !stop.load(Ordering::Relaxed) {
+                // A request on each held connection every half second, and a last round after
+                // the stop, after whatever the test did.
+                loop {
+                    let last = stop.load(Ordering::Relaxed);
                     for (to, connection, server) in &mut connections {
                         match connection.get("/") {
                             Ok(reply) if reply.status == 200 && reply.server == *server => {
                                 report.held_requests += 1;
                             }
-                            outcome => report.failures.push(format!(
-                                "{:.1}s held connection {} -> {to} (to {server}): {outcome:?}",
-                                started.elapsed().as_secs_f64(),
-                                connection.local
-                            )),
+                            outcome => {
+                                let when = if last {
+                                    "last request on".to_string()
+                                } else {
+                                    format!("{:.1}s", started.elapsed().as_secs_f64())
+                                };
+                                report.failures.push(format!(
+                                    "{when} held connection {} -> {to} (to {server}): {outcome:?}",
+                                    connection.local
+                                ))
+                            }
                         }
+                    }
+                    if last {
+                        break;
                     }
                     std::thread::sleep(Duration::from_millis(500));
-                }
-                // A last round, after whatever the test did.
-                for (to, connection, server) in &mut connections {
-                    match connection.get("/") {
-                        Ok(reply) if reply.status == 200 && reply.server == *server => {
-                            report.held_requests += 1;
-                        }
-                        outcome => report.failures.push(format!(
-                            "last request on held connection {} -> {to} (to {server}): {outcome:?}",
-                            connection.local
-                        )),
-                    }
                 }
                 report
             }));

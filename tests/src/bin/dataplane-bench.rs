@@ -380,18 +380,10 @@ fn main() {
 /// Keeps the measurements on one CPU: a thread that moves between CPUs mid-run finds its per-CPU
 /// flow cache cold, and CPUs of a virtual machine differ in how busy their host is.
 fn pin_to_last_cpu() {
-    // SAFETY: plain libc calls on a zeroed cpu_set_t.
-    unsafe {
-        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpus - 1, &mut set);
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "dataplane-bench: not pinned to CPU {}: {}",
-                cpus - 1,
-                std::io::Error::last_os_error()
-            );
-        }
+    // SAFETY: no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    if let Err(e) = xdirectord_tests::harness::pin_to_cpu(cpus - 1) {
+        eprintln!("dataplane-bench: not pinned to CPU {}: {e}", cpus - 1);
     }
 }
 
