@@ -13,12 +13,13 @@ fn ours(line: usize, message: impl Into<String>) -> Diagnostic {
     Diagnostic::error(line, message).ours()
 }
 
-/// `backend = xdp|ipvs`.
+/// `backend = auto|xdp|ipvs`.
 pub(crate) fn backend(value: &[u8], line: usize) -> Result<BackendKind, Diagnostic> {
     match trim_space(value) {
+        b"auto" => Ok(BackendKind::Auto),
         b"xdp" => Ok(BackendKind::Xdp),
         b"ipvs" => Ok(BackendKind::Ipvs),
-        _ => Err(ours(line, "backend must be 'xdp' or 'ipvs'")),
+        _ => Err(ours(line, "backend must be 'auto', 'xdp' or 'ipvs'")),
     }
 }
 
@@ -81,7 +82,7 @@ mod tests {
         assert_eq!(backend(b"ipvs", 1), Ok(BackendKind::Ipvs));
         assert_eq!(
             backend(b"XDP", 3).unwrap_err().message,
-            "backend must be 'xdp' or 'ipvs'"
+            "backend must be 'auto', 'xdp' or 'ipvs'"
         );
         assert_eq!(xdpmode(b"generic\r", 1), Ok(XdpMode::Generic));
         assert!(xdpmode(b"skb", 1).is_err());

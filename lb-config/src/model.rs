@@ -177,7 +177,7 @@ pub enum Family {
 }
 
 /// Transport protocol of an address-and-port virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     Tcp,
@@ -231,7 +231,7 @@ impl VirtualAddress {
 }
 
 /// Forwarding method of a real (or fallback) server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Forwarding {
     /// Direct routing (`ipvsadm -g`).
@@ -416,12 +416,24 @@ pub struct Fallback {
     pub forwarding: Forwarding,
 }
 
-/// xdirectord's `backend` directive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// xdirectord's `backend` directive: which data plane serves a virtual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
+    /// XDP where the program can serve the virtual, IPVS otherwise (the default).
+    Auto,
     Xdp,
     Ipvs,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Xdp => "xdp",
+            BackendKind::Ipvs => "ipvs",
+        }
+    }
 }
 
 /// xdirectord's `xdpmode` directive.
