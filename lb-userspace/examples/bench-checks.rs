@@ -35,11 +35,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xdirectord::alert::{Alerts, Mailer};
-use xdirectord::backend::{Backend, BackendError};
+use xdirectord::backend::{Backend, BackendError, Notes};
 use xdirectord::director::{Director, DirectorSettings};
 use xdirectord::hooks::Hooks;
 use xdirectord::log::{LogSink, Logger};
-use xdirectord::table::DesiredTable;
+use xdirectord::table::{DesiredTable, diff::Op};
 
 const CHECKTIMEOUT_S: u64 = 3;
 const REALS_PER_VIRTUAL: usize = 100;
@@ -227,17 +227,24 @@ async fn serve(n: usize) {
 /// A real to look out for, and when the first table without it arrived.
 type Gone = Option<(SocketAddr, Option<Instant>)>;
 
-/// A backend that keeps nothing but what the bench asks about.
+/// A backend that keeps the table and what the bench asks about.
 #[derive(Clone, Default)]
 struct Watch {
+    table: Arc<Mutex<DesiredTable>>,
     reals: Arc<AtomicUsize>,
     applies: Arc<AtomicU64>,
     gone: Arc<Mutex<Gone>>,
 }
 
 impl Backend for Watch {
-    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
+    fn held(&self) -> Result<DesiredTable, BackendError> {
+        Ok(self.table.lock().unwrap().clone())
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Result<Notes, BackendError> {
         let now = Instant::now();
+        let mut table = self.table.lock().unwrap();
+        table.apply_ops(ops);
         self.applies.fetch_add(1, Ordering::Relaxed);
         self.reals.store(
             table.services.values().map(|s| s.reals.len()).sum(),
@@ -254,7 +261,7 @@ impl Backend for Watch {
                 *when = Some(now);
             }
         }
-        Ok(())
+        Ok(Notes::new())
     }
 }
 
@@ -307,11 +314,18 @@ async fn one(n: usize, args: &Args) -> serde_json::Value {
     let logger = Logger::new(LogSink::File("/dev/null".into()), "bench");
     let settings = DirectorSettings {
         logger: logger.clone(),
+        status_file: None,
         runner: lb_health::RunnerConfig::default(),
         alerts: Alerts::spawn(Mailer::new(), logger.clone(), &tracker),
         hooks: Hooks::spawn(logger, "/bin/true".into(), &tracker),
     };
-    let (director, handle) = Director::new(config, Box::new(watch.clone()), settings, &shutdown);
+    let (director, handle) = Director::new(
+        config,
+        Default::default(),
+        Box::new(watch.clone()),
+        settings,
+        &shutdown,
+    );
     let task = tokio::spawn(director.run());
 
     // Every real up: the first round is spread over one interval.

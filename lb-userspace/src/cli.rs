@@ -3,9 +3,9 @@
 //! them), plus xdirectord's `--backend`, `--interface`, `-t` and `show`:
 //!
 //! ```text
-//! xdirectord [-d] [--backend xdp|ipvs] [--interface IF[,IF…]] [CONFIG] start|stop|restart|try-restart|reload|force-reload|status
+//! xdirectord [-d] [--backend auto|xdp|ipvs] [--interface IF[,IF…]] [CONFIG] start|stop|restart|try-restart|reload|force-reload|status
 //! xdirectord -t [CONFIG]
-//! xdirectord show [CONFIG] [--stats] [--json]
+//! xdirectord show [CONFIG] [--stats|--rate] [--json]
 //! xdirectord -h | -v
 //! ```
 //!
@@ -86,12 +86,14 @@ pub enum Invocation {
         overrides: BackendOverrides,
         config: Option<OsString>,
     },
-    /// `show [CONFIG] [--stats] [--json]`.
+    /// `show [CONFIG] [--stats|--rate] [--json]`.
     Show {
         config: Option<String>,
-        stats: bool,
+        view: crate::show::View,
         json: bool,
     },
+    /// `show --help`.
+    ShowHelp,
     Instance(InstanceArgs),
 }
 
@@ -134,11 +136,12 @@ pub fn parse(args: &[OsString]) -> Invocation {
                     };
                     if name == "backend" {
                         overrides.backend = Some(match value.as_str() {
+                            "auto" => BackendKind::Auto,
                             "xdp" => BackendKind::Xdp,
                             "ipvs" => BackendKind::Ipvs,
                             _ => {
                                 return usage(format!(
-                                    "Value \"{value}\" invalid for option backend (xdp or ipvs)"
+                                    "Value \"{value}\" invalid for option backend (auto, xdp or ipvs)"
                                 ));
                             }
                         });
@@ -216,11 +219,17 @@ pub fn parse(args: &[OsString]) -> Invocation {
 }
 
 fn parse_show(args: &[&OsString]) -> Invocation {
-    let (mut config, mut stats, mut json) = (None, false, false);
+    use crate::show::View;
+    let (mut config, mut view, mut json) = (None, View::Table, false);
     for arg in args {
         match arg.as_bytes() {
-            b"--stats" => stats = true,
+            b"--stats" | b"--rate" if view != View::Table => {
+                return usage("show takes one of --stats and --rate");
+            }
+            b"--stats" => view = View::Stats,
+            b"--rate" => view = View::Rate,
             b"--json" => json = true,
+            b"-h" | b"--help" | b"-?" => return Invocation::ShowHelp,
             a if a.starts_with(b"-") => {
                 return usage(format!("Unknown option: {}", arg.to_string_lossy()));
             }
@@ -228,22 +237,18 @@ fn parse_show(args: &[&OsString]) -> Invocation {
             _ => config = Some(arg.to_string_lossy().into_owned()),
         }
     }
-    Invocation::Show {
-        config,
-        stats,
-        json,
-    }
+    Invocation::Show { config, view, json }
 }
 
 /// pod2usage's text for xdirectord.
 pub const USAGE: &str = "\
 Usage:
-    xdirectord [-d|--debug] [--backend xdp|ipvs] [--interface IF[,IF...]] [--]
+    xdirectord [-d|--debug] [--backend auto|xdp|ipvs] [--interface IF[,IF...]] [--]
     [configfile] start | stop | restart | try-restart | reload | force-reload | status
 
     xdirectord -t [configfile]
 
-    xdirectord show [configfile] [--stats] [--json]
+    xdirectord show [configfile] [--stats|--rate] [--json]
 
     xdirectord [-h|-?|--help|-v|--version]
 
@@ -258,7 +263,9 @@ Options:
 
     -d|--debug Don't start as daemon and log to standard error.
 
-    --backend xdp|ipvs Use this data plane (default: the file's backend, else xdp).
+    --backend auto|xdp|ipvs Use this data plane for every virtual service
+    (default: each virtual's backend, else the file's, else auto: XDP where
+    the XDP program can serve the virtual, IPVS for the rest).
 
     --interface IF[,IF...] Attach the XDP program to these interfaces (default:
     the file's interface).
@@ -283,8 +290,9 @@ Options:
 
     status of the running daemon for the specified configuration.
 
-    show the table the data plane holds, as ipvsadm -L -n shows it (--stats:
-    with counters; --json: as JSON).
+    show the table the data planes hold, as ipvsadm -L -n shows it (--stats:
+    with counters; --rate: rates per second; --json: as JSON), and what
+    forwards it (xdirectord show --help).
 ";
 
 /// `-v`.
@@ -322,11 +330,13 @@ pub fn main() -> i32 {
             &overrides,
             &mut std::io::stderr().lock(),
         ),
-        Invocation::Show {
-            config,
-            stats,
-            json,
-        } => crate::control::show(config.as_deref(), stats, json),
+        Invocation::Show { config, view, json } => {
+            crate::control::show(config.as_deref(), view, json)
+        }
+        Invocation::ShowHelp => {
+            print!("{}", crate::show::HELP);
+            0
+        }
         Invocation::Instance(args) => crate::control::run(&args),
     }
 }
@@ -401,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             p(&["--backend", "dpdk", "status"]),
-            usage("Value \"dpdk\" invalid for option backend (xdp or ipvs)")
+            usage("Value \"dpdk\" invalid for option backend (auto, xdp or ipvs)")
         );
     }
 
@@ -434,7 +444,7 @@ mod tests {
             p(&["show"]),
             Invocation::Show {
                 config: None,
-                stats: false,
+                view: crate::show::View::Table,
                 json: false
             }
         );
@@ -442,9 +452,22 @@ mod tests {
             p(&["show", "--json", "web.cf", "--stats"]),
             Invocation::Show {
                 config: Some("web.cf".into()),
-                stats: true,
+                view: crate::show::View::Stats,
                 json: true
             }
+        );
+        assert_eq!(
+            p(&["show", "--rate"]),
+            Invocation::Show {
+                config: None,
+                view: crate::show::View::Rate,
+                json: false
+            }
+        );
+        assert_eq!(p(&["show", "--help"]), Invocation::ShowHelp);
+        assert_eq!(
+            p(&["show", "--stats", "--rate"]),
+            usage("show takes one of --stats and --rate")
         );
         assert_eq!(p(&["show", "--bad"]), usage("Unknown option: --bad"));
     }

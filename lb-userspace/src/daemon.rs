@@ -3,7 +3,8 @@
 //! process itself (pid file, daemonising) are `control`'s; this module runs inside any tokio
 //! runtime with any backend, which is how the tests drive it.
 //!
-//! Also the two places the XDP backend plugs in: [`open_backend`] and [`validate_service`].
+//! Also where the backends are opened ([`open_backend`]) and a configuration is checked against
+//! them ([`preflight`]).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -20,113 +21,110 @@ use tokio_util::task::TaskTracker;
 use crate::alert::{Alerts, Mailer};
 use crate::backend::{
     Backend, BackendError,
-    xdp::{XdpBackend, XdpMode, XdpOptions},
+    hybrid::Hybrid,
+    ipvs::IpvsBackend,
+    placement,
+    xdp::{self, XdpBackend, XdpMode, XdpOptions},
 };
 use crate::director::desired::service_key;
 use crate::director::{
-    Director, DirectorHandle, DirectorSettings, Health, Snapshot, checks, desired,
+    Director, DirectorHandle, DirectorSettings, Placement, Snapshot, checks, desired,
 };
 use crate::hooks::{Hooks, InstanceCommand};
 use crate::log::{LogSink, Logger};
-use crate::table;
+use crate::table::ServiceKey;
+use std::collections::BTreeSet;
 
-/// What the command line says about the data plane; it overrides the file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BackendOverrides {
-    /// `--backend`.
-    pub backend: Option<BackendKind>,
-    /// `--interface IF[,IF…]`; empty = as the file says.
-    pub interfaces: Vec<String>,
+pub use crate::backend::placement::BackendOverrides;
+
+/// The data planes of an agent, opened.
+pub struct Opened {
+    pub backend: Box<dyn Backend>,
+    /// Where each virtual runs.
+    pub placement: Placement,
+    /// A line per virtual saying where it runs and why, for the log.
+    pub lines: Vec<String>,
 }
 
-impl BackendOverrides {
-    /// The backend in force: `--backend`, else the file's global `backend`, else XDP.
-    pub fn backend(&self, config: &Config) -> BackendKind {
-        self.backend
-            .or(config.global.backend)
-            .unwrap_or(BackendKind::Xdp)
-    }
-
-    /// The interfaces in force: `--interface`, else the file's `interface` lines, global and
-    /// per virtual (the program is attached to each; a virtual's packets are balanced on
-    /// whichever interface they arrive).
-    pub fn interfaces(&self, config: &Config) -> Vec<String> {
-        if !self.interfaces.is_empty() {
-            return self.interfaces.clone();
-        }
-        let mut interfaces = config.global.interfaces.clone();
-        for name in config.virtuals.iter().flat_map(|vs| &vs.interfaces) {
-            if !interfaces.contains(name) {
-                interfaces.push(name.clone());
+/// Opens the data planes the configuration's virtuals are placed on. THE place the backends
+/// are constructed.
+pub fn open_backend(config: &Config, overrides: &BackendOverrides) -> Result<Opened, BackendError> {
+    let choices =
+        placement::place(config, overrides).map_err(|(_, m)| BackendError::Unsupported(m))?;
+    let placement = placement::placement(&choices);
+    let interfaces = overrides.interfaces(config);
+    let needs = |kind| choices.iter().any(|c| c.backend == kind);
+    // An XDP data plane a previous agent left for this configuration is opened too, so that
+    // what it holds is taken over (moved, purged) rather than left forwarding unseen.
+    let pinned = xdp::pin_dir(&config.name).is_ok_and(|dir| dir.exists());
+    let xdp_options = (!interfaces.is_empty()).then(|| XdpOptions {
+        config_name: config.name.clone(),
+        interfaces,
+        mode: match config.global.xdpmode {
+            Some(lb_config::XdpMode::Generic) => XdpMode::Generic,
+            _ => XdpMode::Native,
+        },
+    });
+    let xdp = match &xdp_options {
+        Some(options) if needs(BackendKind::Xdp) || pinned => Some(XdpBackend::open(options)?),
+        _ => None,
+    };
+    let scope: BTreeSet<ServiceKey> = choices.iter().map(|c| c.key).collect();
+    let ipvs = if needs(BackendKind::Ipvs) {
+        match IpvsBackend::open(scope) {
+            Ok(ipvs) => Some(ipvs),
+            Err(e) => {
+                let first = choices
+                    .iter()
+                    .zip(&config.virtuals)
+                    .find(|(c, _)| c.backend == BackendKind::Ipvs)
+                    .map(|(c, vs)| format!("virtual service {} needs IPVS ({})", vs.id, c.why))
+                    .unwrap_or_default();
+                return Err(BackendError::Unsupported(format!("{first}, but {e}")));
             }
         }
-        interfaces
-    }
-}
-
-/// Opens the data plane the configuration asks for. THE place the backends are constructed.
-pub fn open_backend(
-    config: &Config,
-    overrides: &BackendOverrides,
-) -> Result<Box<dyn Backend>, BackendError> {
-    match overrides.backend(config) {
-        BackendKind::Xdp => {
-            let mode = match config.global.xdpmode {
-                Some(lb_config::XdpMode::Generic) => XdpMode::Generic,
-                _ => XdpMode::Native,
-            };
-            let options = XdpOptions {
-                config_name: config.name.clone(),
-                interfaces: overrides.interfaces(config),
-                mode,
-            };
-            Ok(Box::new(XdpBackend::open(&options)?))
-        }
-        BackendKind::Ipvs => Err(BackendError::Unsupported(
-            "the IPVS backend is not built yet: use backend = xdp".to_string(),
-        )),
-    }
-}
-
-/// Whether the backend in force can hold `service` (a scheduler it knows, forwarding methods
-/// it implements, not too many reals); the message says why not. Called for every virtual at
-/// start, by `-t` and on reload.
-pub fn validate_service(
-    kind: BackendKind,
-    key: &table::ServiceKey,
-    service: &table::Service,
-) -> Result<(), String> {
-    match kind {
-        BackendKind::Xdp => crate::backend::xdp::validate(key, service),
-        BackendKind::Ipvs => {
-            Err("the IPVS backend is not built yet: use backend = xdp".to_string())
-        }
-    }
+    } else {
+        // Only where the kernel already has IPVS: a pure XDP director does not load ip_vs.
+        IpvsBackend::open_if_loaded(scope)
+    };
+    Ok(Opened {
+        backend: Box::new(Hybrid::new(xdp, ipvs, xdp_options)?),
+        placement,
+        lines: placement::lines(config, &choices),
+    })
 }
 
 /// The checks xdirectord makes before it uses a configuration, beyond lb-config's: every
-/// check must be one lb-health runs, and every virtual one the backend can hold. The error
-/// reads as lb-config's do (`Error [pid] reading file … at line N: …`).
-pub fn preflight(config: &Config, overrides: &BackendOverrides) -> Result<(), ConfigError> {
-    let invalid = |error: Diagnostic| ConfigError::Invalid {
+/// check must be one lb-health runs, every scheduler flag one ipvsadm takes, and every virtual
+/// must have a data plane (`backend = xdp` on a virtual XDP cannot serve is an error). What
+/// ipvsadm would then refuse in the kernel is added to the warnings. Errors read as lb-config's
+/// do (`Error [pid] reading file … at line N: …`).
+pub fn preflight(config: &mut Config, overrides: &BackendOverrides) -> Result<(), ConfigError> {
+    let invalid = |config: &Config, error: Diagnostic| ConfigError::Invalid {
         path: config.path.clone(),
         warnings: config.warnings.clone(),
         error,
     };
     if let Some(error) = checks::refusal(config) {
-        return Err(invalid(error));
+        return Err(invalid(config, error));
     }
-    let kind = overrides.backend(config);
     for vs in &config.virtuals {
-        // Every real as if up, so the backend sees all of them, and the fallback as well.
-        let mut service = desired::service(vs, |_| Health::Up);
-        service.fallback = desired::fallback_entry(vs);
-        if let Err(message) = validate_service(kind, &service_key(vs), &service) {
-            return Err(invalid(checks::error(
-                vs.line,
-                format!("virtual service {}: {message}", vs.id),
-            )));
+        if let Err(message) = desired::schedflags(vs) {
+            return Err(invalid(
+                config,
+                checks::error(vs.line, format!("virtual service {}: {message}", vs.id)),
+            ));
         }
+    }
+    let choices = placement::place(config, overrides)
+        .map_err(|(line, message)| invalid(config, checks::error(line, message)))?;
+    for (line, message) in placement::ipvs_warnings(config, &choices) {
+        config.warnings.push(Diagnostic {
+            severity: lb_config::Severity::Warning,
+            origin: lb_config::Origin::Xdirectord,
+            line: Some(line),
+            message,
+        });
     }
     Ok(())
 }
@@ -151,7 +149,28 @@ pub fn reread(
     })?;
     config.path = current.path.clone();
     config.name = current.name.clone();
-    preflight(&config, overrides)?;
+    preflight(&mut config, overrides)?;
+    // A virtual the new file puts on IPVS needs IPVS now: without it, the reload is refused
+    // and the running configuration stays, as for any other error in the file.
+    if let Ok(choices) = placement::place(&config, overrides)
+        && let Some((choice, vs)) = choices
+            .iter()
+            .zip(&config.virtuals)
+            .find(|(c, _)| c.backend == BackendKind::Ipvs)
+        && let Err(e) = crate::backend::ipvs::netlink::IpvsSocket::open()
+    {
+        return Err(ConfigError::Invalid {
+            path: config.path.clone(),
+            warnings: config.warnings.clone(),
+            error: checks::error(
+                vs.line,
+                format!(
+                    "virtual service {} needs IPVS ({}), but {e}",
+                    vs.id, choice.why
+                ),
+            ),
+        });
+    }
     Ok(config)
 }
 
@@ -173,6 +192,8 @@ pub struct AgentSettings {
     pub log_follows_config: bool,
     /// `-d`: kept across reloads when the log sink is chosen again.
     pub debug: bool,
+    /// Where the director records its last apply (for `show`); `None` = nowhere.
+    pub status_file: Option<PathBuf>,
 }
 
 impl AgentSettings {
@@ -188,6 +209,7 @@ impl AgentSettings {
             file_poll: Duration::from_secs(1),
             log_follows_config: false,
             debug: false,
+            status_file: None,
         }
     }
 }
@@ -241,16 +263,25 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent for `config` on `backend`. Must be called within a tokio runtime.
-    pub fn start(config: Config, backend: Box<dyn Backend>, settings: AgentSettings) -> Agent {
+    /// Starts the agent for `config`, its virtuals placed by `placement`, on `backend`. Must be
+    /// called within a tokio runtime.
+    pub fn start(
+        config: Config,
+        placement: Placement,
+        backend: Box<dyn Backend>,
+        settings: AgentSettings,
+    ) -> Agent {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let alerts = Alerts::spawn(settings.mailer.clone(), settings.logger.clone(), &tracker);
         let hooks = Hooks::spawn(settings.logger.clone(), settings.program.clone(), &tracker);
         let (director, director_handle) = Director::new(
             config.clone(),
+            placement,
             backend,
             DirectorSettings {
                 logger: settings.logger.clone(),
+                status_file: settings.status_file.clone(),
                 runner: settings.runner.clone(),
                 alerts: alerts.clone(),
                 hooks: hooks.clone(),
@@ -376,7 +407,16 @@ impl AgentLoop {
             let sink = LogSink::for_config(&config, self.settings.debug);
             self.settings.logger.set_sink(sink);
         }
-        self.director.reload(config.clone()).await;
+        // Preflight placed every virtual already; a virtual whose data plane changed moves.
+        let placement = placement::place(&config, &self.settings.overrides)
+            .map(|choices| {
+                for line in placement::lines(&config, &choices) {
+                    self.settings.logger.log(line);
+                }
+                placement::placement(&choices)
+            })
+            .unwrap_or_default();
+        self.director.reload(config.clone(), placement).await;
         self.config = config;
         true
     }
@@ -385,8 +425,8 @@ impl AgentLoop {
     fn note_restart_only_changes(&self, new: &Config) {
         let o = &self.settings.overrides;
         let (old, logger) = (&self.config, &self.settings.logger);
-        if o.backend(old) != o.backend(new) || o.interfaces(old) != o.interfaces(new) {
-            logger.log("backend or interface changed: the change takes effect when xdirectord is restarted");
+        if o.interfaces(old) != o.interfaces(new) {
+            logger.log("interface changed: the change takes effect when xdirectord is restarted");
         }
         if old.global.xdpmode != new.global.xdpmode {
             logger.log("xdpmode changed: the change takes effect when xdirectord is restarted");
@@ -490,7 +530,7 @@ pub fn check_config(
 ) -> i32 {
     let pid = std::process::id();
     let (text, status) = match lb_config::find_and_load(arg) {
-        Ok(config) => match preflight(&config, overrides) {
+        Ok(mut config) => match preflight(&mut config, overrides) {
             Ok(()) => (
                 config
                     .warnings

@@ -3,8 +3,13 @@
 //! # Layout
 //! * [`table`]: the desired table (virtual services, reals, weights, fallback): what the
 //!   director wants, what a backend applies.
+//! * [`table`]'s `diff`: the one diff, `(held, desired) → ops`, that the director reports and
+//!   every backend executes.
 //! * [`backend`]: the [`backend::Backend`] trait and its implementations: [`backend::xdp`] (the
-//!   BPF maps of `lb-ebpf`) and a recording fake for director tests.
+//!   BPF maps of `lb-ebpf`), [`backend::ipvs`] (the kernel's IPVS over generic netlink),
+//!   [`backend::hybrid`] (both, each virtual where [`backend::placement`] put it) and a
+//!   recording fake for director tests.
+//! * [`live`]: what a data plane holds now, with counters, read back from it.
 //! * [`objects`]: the compiled XDP programs, embedded.
 //! * [`cli`]: the command line, read as ldirectord reads its own; the binary's entry.
 //! * [`control`]: the instance commands (start, stop, status, …) with ldirectord's exit codes
@@ -12,13 +17,13 @@
 //! * [`daemon`]: the running agent (director, alert and hook queues, `execute` instances,
 //!   reload, `autoreload`, `callback`), for any backend; where the backends are opened.
 //! * [`director`]: check verdicts and configurations in, the desired table out:
-//!   `state` (one real's flip logic), `desired` (configuration + health → table, and what
-//!   changed in ldirectord's words), `checks` (configuration → lb-health specs), `core`
-//!   (every decision, pure) and the event loop around them.
+//!   `state` (one real's flip logic), `desired` (configuration + health → table), `changes`
+//!   (ops in ldirectord's words), `checks` (configuration → lb-health specs), `core` (every
+//!   decision, pure) and the event loop around them.
 //! * [`log`]: ldirectord's log formats (file, syslog, supervised, `-d`) and `monitorfile`.
 //! * [`alert`]: e-mail alerts over SMTP or sendmail.
 //! * [`hooks`]: `fallbackcommand`, `callback` and `execute` commands, run in order.
-//! * [`show`]: `xdirectord show`, the live table read from the pinned maps.
+//! * [`show`]: `xdirectord show`, the live table read from the pinned maps and from IPVS.
 pub mod alert;
 pub mod backend;
 pub mod cli;
@@ -26,6 +31,7 @@ pub mod control;
 pub mod daemon;
 pub mod director;
 pub mod hooks;
+pub mod live;
 pub mod log;
 pub mod objects;
 pub mod show;

@@ -219,7 +219,8 @@ unsafe extern "C" {
     fn tzset();
 }
 
-fn localtime(t: libc::time_t) -> String {
+/// `t` (seconds since the epoch) in ldirectord's local-time format.
+pub fn localtime(t: libc::time_t) -> String {
     // SAFETY: localtime_r writes into the tm we own; strftime writes at most buf.len() bytes
     // and returns how many. tzset makes localtime_r follow TZ as localtime would.
     unsafe {

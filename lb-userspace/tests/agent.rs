@@ -46,7 +46,12 @@ async fn start(text: &str, tweak: impl FnOnce(&mut AgentSettings)) -> Running {
     settings.file_poll = Duration::from_millis(100);
     tweak(&mut settings);
     let backend = FakeBackend::default();
-    let agent = Agent::start(config, Box::new(backend.clone()), settings);
+    let agent = Agent::start(
+        config,
+        Default::default(),
+        Box::new(backend.clone()),
+        settings,
+    );
     Running {
         agent,
         backend,
@@ -60,7 +65,7 @@ fn web_config(globals: &str, reals: &[&WebReal]) -> String {
     let mut text =
         format!("checkinterval=1\nchecktimeout=2\nnegotiatetimeout=2\n{globals}virtual={VIP}\n");
     for real in reals {
-        text.push_str(&format!("\treal={} gate\n", real.addr));
+        text.push_str(&format!("\treal={} masq\n", real.addr));
     }
     text.push_str("\tservice=http\n\trequest=\"health\"\n\treceive=\"ok\"\n");
     text
@@ -276,8 +281,8 @@ async fn reload_changes_only_what_changed_and_keeps_the_state_of_unchanged_reals
     );
     let before = format!(
         "checkinterval=1\nnegotiatetimeout=2\n\
-         virtual=127.0.0.1:8080\n\treal={} gate\n\treal={} gate\n\tservice=http\n\treceive=\"ok\"\n\n\
-         virtual=127.0.0.1:8081\n\treal={} gate\n\tservice=http\n\treceive=\"ok\"\n",
+         virtual=127.0.0.1:8080\n\treal={} masq\n\treal={} masq\n\tservice=http\n\treceive=\"ok\"\n\n\
+         virtual=127.0.0.1:8081\n\treal={} masq\n\tservice=http\n\treceive=\"ok\"\n",
         a.addr, b.addr, c.addr
     );
     let run = start(&before, |_| {}).await;
@@ -292,8 +297,8 @@ async fn reload_changes_only_what_changed_and_keeps_the_state_of_unchanged_reals
     // a: weight 1 → 3; b: removed; d: added; 8081 removed; 8082 added with c.
     let after = format!(
         "checkinterval=1\nnegotiatetimeout=2\n\
-         virtual=127.0.0.1:8080\n\treal={} gate 3\n\treal={} gate\n\tservice=http\n\treceive=\"ok\"\n\n\
-         virtual=127.0.0.1:8082\n\treal={} gate\n\tservice=http\n\treceive=\"ok\"\n",
+         virtual=127.0.0.1:8080\n\treal={} masq 3\n\treal={} masq\n\tservice=http\n\treceive=\"ok\"\n\n\
+         virtual=127.0.0.1:8082\n\treal={} masq\n\tservice=http\n\treceive=\"ok\"\n",
         a.addr, d.addr, c.addr
     );
     write(&run.path, &after);
@@ -441,7 +446,7 @@ async fn maintenance_files_and_monitorfile() {
     .await;
     let lines = std::fs::read_to_string(&monitor).unwrap();
     let id = format!(
-        "negotiate http tcp {} {} 1 gate /health ok",
+        "negotiate http tcp {} {} 1 masq /health ok",
         ra.ip(),
         ra.port()
     );

@@ -264,7 +264,7 @@ fn unknown_commands_and_options_are_usage_255() {
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "Value \"dpdk\" invalid for option backend (xdp or ipvs)\n"
+        "Value \"dpdk\" invalid for option backend (auto, xdp or ipvs)\n"
     );
 }
 
@@ -334,39 +334,96 @@ fn checks_xdirectord_cannot_run_are_refused_by_dash_t_and_at_start() {
     assert_eq!(xdirectord(&[site.arg(), "status"]).status.code(), Some(3));
 }
 
-/// What the XDP backend cannot hold is refused by `-t` with the backend's reason, naming the
-/// virtual service and the line that starts it.
+/// By default (`auto`) `-t` accepts every virtual ldirectord accepts: what XDP cannot serve
+/// runs on IPVS. Asked for XDP (`--backend xdp`, or `backend = xdp` in the file), what the XDP
+/// backend cannot hold is refused with its reason, naming the virtual and its line.
 #[test]
-fn virtuals_the_xdp_backend_cannot_hold_are_refused_by_dash_t() {
+fn virtuals_the_xdp_backend_cannot_hold_are_refused_by_dash_t_when_xdp_is_asked_for() {
+    let xdp = "virtual service tcp:192.0.2.1:80: backend xdp:";
     let cases = [
         (
             "sched",
             "virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tchecktype=on\n\tscheduler=lblc\n",
-            "virtual service tcp:192.0.2.1:80: scheduler \"lblc\" is not supported by the XDP \
-             backend (supported: wrr, rr, sh, dh, mh, lc, wlc, sed, nq)",
+            format!(
+                "{xdp} scheduler \"lblc\" is not supported by the XDP backend (supported: wrr, \
+                 rr, sh, dh, mh, lc, wlc, sed, nq)"
+            ),
         ),
         (
             "fwmark",
             "virtual=7\n\treal=192.0.2.11 gate\n\tchecktype=on\n",
-            "virtual service fwm:7: firewall marks need the IPVS backend",
+            "virtual service fwm:7: backend xdp: firewall marks need the IPVS backend".into(),
         ),
         (
             "masq",
             "virtual=192.0.2.1:80\n\treal=192.0.2.11:8080 masq\n\tchecktype=on\n",
-            "virtual service tcp:192.0.2.1:80: real server 192.0.2.11:8080: forwarding method \
-             masq needs the IPVS backend",
+            format!(
+                "{xdp} real server 192.0.2.11:8080: forwarding method masq needs the IPVS backend"
+            ),
+        ),
+        (
+            "thresholds",
+            "virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate 1 u:100\n\tchecktype=on\n",
+            format!(
+                "{xdp} real server 192.0.2.11:80: connection thresholds (l:/u:) need the IPVS \
+                 backend"
+            ),
+        ),
+        (
+            "schedflags",
+            "virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tchecktype=on\n\tscheduler=sh\n\
+             \tschedflags=sh-port\n",
+            format!("{xdp} scheduler flags (schedflags) need the IPVS backend"),
         ),
     ];
     for (name, body, message) in cases {
-        let site = Site::new(name, body);
+        let site = Site::new(name, &format!("interface=eth0\n{body}"));
         let out = xdirectord(&["-t", site.arg()]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let out = xdirectord(&["--backend", "xdp", "-t", site.arg()]);
         assert_eq!(out.status.code(), Some(2), "{name}");
         let expected = format!(
-            "Error [PID] reading file {} at line 2: {message}\n",
+            "Error [PID] reading file {} at line 3: {message}\n",
             site.arg()
         );
         assert_eq!(text(&out.stderr), expected, "{name}");
     }
+}
+
+/// What ipvsadm would refuse in the kernel is not a configuration error (ldirectord accepts the
+/// file, and its virtual or real then never appears): `-t` warns.
+#[test]
+fn what_ipvsadm_refuses_is_a_warning_of_dash_t() {
+    let site = Site::new(
+        "ipvsadm",
+        "virtual=192.0.2.1:0\n\treal=192.0.2.11 masq 1 l:10\n\tchecktype=on\n",
+    );
+    let out = xdirectord(&["-t", site.arg()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("at line 2: virtual service tcp:192.0.2.1:0: ipvsadm refuses it: Zero port specified for non-persistent service"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "at line 3: real server 192.0.2.11:0: a lower threshold (l:10) above the upper one"
+        ),
+        "{stderr}"
+    );
+    let site = Site::new(
+        "flags",
+        "virtual=192.0.2.1:80\n\treal=192.0.2.11 masq\n\tchecktype=on\n\tschedflags=sh-port\n",
+    );
+    let out = xdirectord(&["-t", site.arg()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).ends_with(
+            "at line 2: virtual service tcp:192.0.2.1:80: incompatible scheduler flag `sh-port'\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -404,3 +404,42 @@ fn a_configuration_named_relative_to_the_shell_is_reread_after_daemonising() {
     site.wait_for_log("Added real server: 10.200.0.3:80 (10.200.0.10:80) (Weight set to 1)");
     assert!(!site.log().contains("can not open file"), "{}", site.log());
 }
+
+/// This machine's kernel has no IPVS (and loads no modules): a virtual only IPVS can serve
+/// fails the start, and a reload that adds one is refused, each with a message naming the
+/// virtual and the missing module. The XDP virtual keeps serving.
+#[test]
+fn a_virtual_that_needs_ipvs_on_a_kernel_without_it() {
+    assert!(
+        !std::path::Path::new("/proc/net/ip_vs").exists(),
+        "this test needs a kernel without IPVS (the project's machines have none; the IPVS \
+         tests run in a VM)"
+    );
+    let netns = Netns::new("noipvs");
+    let masq = "virtual=10.200.0.20:80\n\treal=10.200.0.2:8080 masq\n\tchecktype=on\n";
+    let site = Site::new("noipvs", masq);
+    let out = output(netns.xdirectord(&[site.arg(), "start"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let why = "virtual service tcp:10.200.0.20:80 needs IPVS (IPVS: real server 10.200.0.2:8080: \
+               forwarding method masq needs the IPVS backend), but this kernel has no IPVS: the \
+               ip_vs module is not loaded and `modprobe ip_vs`";
+    assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    assert!(site.pid().is_none());
+
+    // Started without it, the agent refuses a reload that brings it, and keeps serving.
+    site.write("");
+    let out = output(netns.xdirectord(&[site.arg(), "start"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid = site.pid().expect("running");
+    site.write(masq);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    site.wait_for_log(why);
+    assert_eq!(site.pid(), Some(pid));
+    assert!(
+        site.log()
+            .contains("Virtual service tcp:10.200.0.10:80 runs on XDP on xdt0"),
+        "{}",
+        site.log()
+    );
+}

@@ -125,9 +125,14 @@ impl Harness {
         }
     }
 
-    /// Programs the maps with `table` through the backend's own code.
+    /// Programs the maps with `table` through the backend's own code: the ops of the diff
+    /// between what the maps hold and `table`, executed.
     pub fn apply(&mut self, table: &DesiredTable) {
-        self.dataplane.apply(table, &mut self.paths).expect("apply");
+        let held = self.dataplane.held().expect("held");
+        let ops = xdirectord::table::diff::diff(&held, table);
+        self.dataplane
+            .execute(&ops, &mut self.paths)
+            .expect("apply");
     }
 
     pub fn program(&self) -> &Xdp {

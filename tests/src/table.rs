@@ -3,14 +3,17 @@
 
 use std::net::IpAddr;
 
-use xdirectord::table::{Forward, Protocol, Real, Service, ServiceKey};
+use xdirectord::backend::{Backend, Notes};
+use xdirectord::table::{
+    DesiredTable, Forwarding, Protocol, Real, Service, ServiceAttrs, ServiceKey,
+};
 
 /// A direct-routing real on port 80.
 pub fn real(addr: &str, weight: u32) -> Real {
     Real {
         addr: addr.parse().expect("real address"),
         port: 80,
-        forward: Forward::Gate,
+        forward: Forwarding::Gate,
         weight,
         upper_threshold: 0,
         lower_threshold: 0,
@@ -20,10 +23,11 @@ pub fn real(addr: &str, weight: u32) -> Real {
 /// A service without persistence or fallback.
 pub fn service(scheduler: &str, reals: &[(&str, u32)]) -> Service {
     Service {
-        scheduler: scheduler.into(),
-        persistence: None,
-        sched_flags: None,
-        one_packet: false,
+        attrs: ServiceAttrs {
+            scheduler: scheduler.into(),
+            persistence: None,
+            ..ServiceAttrs::default()
+        },
         reals: reals.iter().map(|(a, w)| real(a, *w)).collect(),
         fallback: None,
     }
@@ -47,4 +51,13 @@ pub fn mac_of(addr: IpAddr) -> [u8; 6] {
         }
     };
     [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
+/// Makes `backend` hold `table`: the ops between what it holds and `table`, as the agent sends
+/// them.
+pub fn apply(backend: &mut dyn Backend, table: &DesiredTable) -> Notes {
+    let held = backend.held().expect("held");
+    backend
+        .apply(&xdirectord::table::diff::diff(&held, table))
+        .expect("apply")
 }

@@ -930,7 +930,7 @@ fn least_connection_schedulers_follow_the_counts() {
 fn persistent_site(timeout_secs: u32, prefix_len: u8) -> DesiredTable {
     let mut t = hashed_site("rr");
     let s = t.services.values_mut().next().unwrap();
-    s.persistence = Some(Persistence {
+    s.attrs.persistence = Some(Persistence {
         timeout_secs,
         prefix_len,
     });

@@ -10,7 +10,7 @@ use xdirectord::{
         RealPath,
         model::{Decision, Model, ModelPacket},
     },
-    table::{DesiredTable, Persistence, Protocol, Service, ServiceKey},
+    table::{DesiredTable, Persistence, Protocol, Service, ServiceAttrs, ServiceKey},
 };
 use xdirectord_tests::{
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
@@ -58,13 +58,14 @@ fn random_service(rng: &mut Rng, pool: &[&str]) -> Service {
         }
     }
     Service {
-        scheduler: rng.pick(&SCHEDULERS).to_string(),
-        persistence: (rng.below(3) == 0).then(|| Persistence {
-            timeout_secs: 1 + rng.below(5) as u32,
-            prefix_len: *rng.pick(&[32, 24, 16]),
-        }),
-        sched_flags: None,
-        one_packet: false,
+        attrs: ServiceAttrs {
+            scheduler: rng.pick(&SCHEDULERS).to_string(),
+            persistence: (rng.below(3) == 0).then(|| Persistence {
+                timeout_secs: 1 + rng.below(5) as u32,
+                prefix_len: *rng.pick(&[32, 24, 16]),
+            }),
+            ..ServiceAttrs::default()
+        },
         reals,
         fallback: (rng.below(3) == 0).then(|| real(pool[pool.len() - 1], 1)),
     }
@@ -119,12 +120,12 @@ fn mutate(rng: &mut Rng, t: &mut DesiredTable) {
                 s.reals.push(real(addr, 1 + rng.below(4) as u32));
             }
         }
-        4 => s.scheduler = rng.pick(&SCHEDULERS).to_string(),
+        4 => s.attrs.scheduler = rng.pick(&SCHEDULERS).to_string(),
         _ => {
             if rng.below(2) == 0 {
                 s.fallback = s.fallback.is_none().then(|| real(pool[0], 1));
             } else {
-                s.persistence = s.persistence.is_none().then_some(Persistence {
+                s.attrs.persistence = s.attrs.persistence.is_none().then_some(Persistence {
                     timeout_secs: 2,
                     prefix_len: 24,
                 });

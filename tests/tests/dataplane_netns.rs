@@ -16,7 +16,7 @@ use xdirectord::{
         xdp::{XdpBackend, XdpMode as Mode, XdpOptions, pin_dir},
     },
     objects,
-    table::{DesiredTable, Forward, Protocol, Real, Service, ServiceKey},
+    table::{DesiredTable, Forwarding, Protocol, Real, Service, ServiceAttrs, ServiceKey},
 };
 use xdirectord_tests::{
     netns::{NetNs, PacketSocket},
@@ -52,7 +52,7 @@ fn table(weights: [u32; 2]) -> DesiredTable {
     let real = |addr: &str, weight| Real {
         addr: addr.parse().unwrap(),
         port: 80,
-        forward: Forward::Gate,
+        forward: Forwarding::Gate,
         weight,
         upper_threshold: 0,
         lower_threshold: 0,
@@ -65,10 +65,11 @@ fn table(weights: [u32; 2]) -> DesiredTable {
             port: 80,
         },
         Service {
-            scheduler: "wrr".into(),
-            persistence: None,
-            sched_flags: None,
-            one_packet: false,
+            attrs: ServiceAttrs {
+                scheduler: "wrr".into(),
+                persistence: None,
+                ..ServiceAttrs::default()
+            },
             reals: vec![real(REAL_A, weights[0]), real(REAL_B, weights[1])],
             fallback: None,
         },
@@ -129,7 +130,7 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         mode: Mode::Native,
     };
     let mut backend = XdpBackend::open(&options).expect("open");
-    backend.apply(&table([1, 1])).expect("apply");
+    xdirectord_tests::table::apply(&mut backend, &table([1, 1]));
     let link = director.ip(&["link", "show", "d0"]);
     assert!(
         link.contains(" xdp ") || link.contains("prog/xdp"),
@@ -177,10 +178,10 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         .unwrap();
     let mut backend = XdpBackend::open(&options).expect("reopen");
     // What the previous agent left reads back as what it applied.
-    assert_eq!(backend.held().expect("held"), Some(table([1, 1])));
+    assert_eq!(backend.held().expect("held"), table([1, 1]));
     // The agent refreshes every second from its start, also while it holds off its first apply
     // until its reals are checked: meanwhile what the previous agent left keeps forwarding.
-    backend.refresh().expect("refresh");
+    backend.refresh(None).expect("refresh");
     let live = backend.dataplane().live().unwrap();
     assert_eq!(
         live.iter().map(|s| s.reals.len()).collect::<Vec<_>>(),
@@ -194,7 +195,7 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         "before the first apply, with the VIP filter rebuilt at start"
     );
     director.enter();
-    backend.apply(&table([0, 1])).expect("apply");
+    xdirectord_tests::table::apply(&mut backend, &table([0, 1]));
     assert_eq!(
         director.ip(&["link", "show", "d0"]),
         program_before,
@@ -215,7 +216,7 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
     assert_eq!(live[0].stats.conns, 3);
 
     // A clean stop: nothing left to forward, then the agent exits.
-    backend.apply(&DesiredTable::default()).expect("apply");
+    xdirectord_tests::table::apply(&mut backend, &DesiredTable::default());
     backend.shutdown().expect("shutdown");
     assert!(
         !pin_dir(&config_name).unwrap().exists(),
@@ -252,6 +253,6 @@ fn a_pinned_link_whose_interface_was_made_again_is_replaced() {
     let mut backend = XdpBackend::open(&options).expect("open after the interface came back");
     let link = director.ip(&["link", "show", "d0"]);
     assert!(link.contains("prog/xdp"), "not attached: {link}");
-    backend.apply(&DesiredTable::default()).expect("apply");
+    xdirectord_tests::table::apply(&mut backend, &DesiredTable::default());
     backend.shutdown().expect("shutdown");
 }

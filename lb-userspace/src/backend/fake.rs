@@ -1,18 +1,19 @@
-//! A backend that records the tables it is given, for tests of the director's decisions (the
-//! data plane itself is tested against the real XDP program).
+//! A backend that records what it is told, for tests of the director's decisions (the data
+//! planes themselves are tested against the real XDP program and the real IPVS).
 
-use super::{Backend, BackendError};
-use crate::table::DesiredTable;
+use super::{Backend, BackendError, Notes};
+use crate::table::{DesiredTable, diff::Op};
 use std::sync::{Arc, Mutex};
 
-/// Every table applied, oldest first; clone it to watch from a test.
+/// The table after every apply, oldest first, and every op; clone it to watch from a test.
 #[derive(Clone, Default)]
 pub struct FakeBackend {
     pub applied: Arc<Mutex<Vec<DesiredTable>>>,
+    pub ops: Arc<Mutex<Vec<Op>>>,
 }
 
 impl FakeBackend {
-    /// The last table applied (empty before the first).
+    /// The table the data plane holds (empty before the first apply).
     pub fn current(&self) -> DesiredTable {
         self.applied
             .lock()
@@ -24,8 +25,15 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
-        self.applied.lock().expect("poisoned").push(table.clone());
-        Ok(())
+    fn apply(&mut self, ops: &[Op]) -> Result<Notes, BackendError> {
+        let mut table = self.current();
+        table.apply_ops(ops);
+        self.applied.lock().expect("poisoned").push(table);
+        self.ops.lock().expect("poisoned").extend_from_slice(ops);
+        Ok(Notes::new())
+    }
+
+    fn held(&self) -> Result<DesiredTable, BackendError> {
+        Ok(self.current())
     }
 }

@@ -1,11 +1,16 @@
-//! Backends: what makes a data plane hold a [`DesiredTable`]. The XDP backend programs the BPF
-//! maps of `lb-ebpf`; an IPVS backend (later) speaks IPVS generic netlink. The director owns one
-//! and calls [`Backend::apply`] whenever the desired table changes.
+//! Backends: what makes a data plane hold a [`DesiredTable`], by executing the ops of the one
+//! diff ([`crate::table::diff`]). The XDP backend programs the BPF maps of `lb-ebpf`; the IPVS
+//! backend speaks IPVS generic netlink; the hybrid sends each virtual's ops to the one it runs
+//! on, as `placement` chose. The director owns one and calls [`Backend::apply`] with the ops of
+//! every change.
 
 pub mod fake;
+pub mod hybrid;
+pub mod ipvs;
+pub mod placement;
 pub mod xdp;
 
-use crate::table::DesiredTable;
+use crate::table::{DesiredTable, diff::Op};
 
 /// Why a backend could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -35,25 +40,30 @@ impl BackendError {
     }
 }
 
+/// Lines a backend has to say about what it did (a real whose path it cannot resolve, a table
+/// changed behind its back that it put right): the director logs them.
+pub type Notes = Vec<String>;
+
 /// A data plane that can be made to hold a desired table.
 pub trait Backend: Send {
-    /// Makes the data plane hold `table`, changing only what differs from what it holds now.
-    /// Services the data plane holds that `table` lacks are removed. On error, what was applied
-    /// before the failing service stays applied; calling again with the same table retries.
-    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError>;
+    /// Carries out `ops` (the diff between what the data plane holds and what it should hold),
+    /// in order. On error, what was done before the failing op stays done; the director then
+    /// reads back [`Backend::held`] and applies the difference again.
+    fn apply(&mut self, ops: &[Op]) -> Result<Notes, BackendError>;
 
-    /// What the data plane holds now, as far as this backend can read it back: at start, what
-    /// a previous agent left (so that reals it finds as configured are not reported as added
-    /// again). Attributes the backend does not keep read back as their defaults. `None` when the
-    /// backend cannot tell.
-    fn held(&self) -> Result<Option<DesiredTable>, BackendError> {
-        Ok(None)
-    }
+    /// What the data plane holds now: at start, what a previous agent (or ldirectord) left, so
+    /// that reals already there as configured are not reported as added again; after a failed
+    /// apply, what to diff against. Attributes a data plane does not keep read back as their
+    /// defaults.
+    fn held(&self) -> Result<DesiredTable, BackendError>;
 
-    /// Called about once a second: follows what the backend watches itself (for XDP, where the
-    /// reals are as the kernel's neighbour and routing tables change, and idle flows).
-    fn refresh(&mut self) -> Result<(), BackendError> {
-        Ok(())
+    /// Called about once a second, with the table in force (`None` while the agent starts and
+    /// has applied nothing): follows what the backend watches itself (for XDP, where the reals
+    /// are as the kernel's neighbour and routing tables change, and idle flows) and puts right
+    /// what was changed behind its back (for IPVS, `ipvsadm` by hand).
+    fn refresh(&mut self, desired: Option<&DesiredTable>) -> Result<Notes, BackendError> {
+        let _ = desired;
+        Ok(Notes::new())
     }
 
     /// The agent is exiting, after its last `apply`. A backend whose data plane then holds

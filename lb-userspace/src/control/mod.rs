@@ -30,8 +30,8 @@ use crate::hooks::{InstanceCommand, instances_blocking};
 use crate::log::{LogSink, Logger, TracingBridge};
 
 /// `xdirectord show`: the live table, from the data plane's pinned maps.
-pub fn show(config: Option<&str>, stats: bool, json: bool) -> i32 {
-    crate::show::run(config, stats, json)
+pub fn show(config: Option<&str>, view: crate::show::View, json: bool) -> i32 {
+    crate::show::run(config, view, json)
 }
 
 /// ldirectord's `ld_exit`: a non-zero status (or any, with `-d`) is logged with its reason.
@@ -68,16 +68,22 @@ pub fn run(args: &InstanceArgs) -> i32 {
         Err(e @ ConfigError::NotFound(_)) => return init_error(&early, debug, &e.to_string()),
         Err(e) => return config_error(&early, debug, &e),
     };
+    let starts = matches!(
+        args.command,
+        Command::Start | Command::Restart | Command::TryRestart
+    );
+    let mut config = config;
+    let checked = if starts {
+        preflight(&mut config, &args.overrides)
+    } else {
+        Ok(())
+    };
     let pid = std::process::id();
     for warning in &config.warnings {
         eprint!("{}", warning.render(pid, &config.path));
     }
     let logger = Logger::new(LogSink::for_config(&config, debug), &config.name);
-    let starts = matches!(
-        args.command,
-        Command::Start | Command::Restart | Command::TryRestart
-    );
-    if starts && let Err(e) = preflight(&config, &args.overrides) {
+    if let Err(e) = checked {
         return config_error(&logger, debug, &e);
     }
     let invoked: String = std::env::args_os()
@@ -194,8 +200,10 @@ fn start(config: Config, args: &InstanceArgs, logger: Logger) -> i32 {
                 pidfile.remove();
                 return exit(&logger, debug, 1, "Initialisation Error");
             }
+            let name = config.name.clone();
             let status = serve(config, args, logger, Start::Daemon(ready), file);
             pidfile.remove();
+            let _ = std::fs::remove_file(crate::show::status_file(&name));
             status
         }
     }
@@ -252,17 +260,21 @@ fn serve(
         if let Err(e) = lb_health::raise_nofile_limit() {
             logger.log(format!("Can not raise the open file limit: {e}"));
         }
-        let backend = match open_backend(&config, &args.overrides) {
-            Ok(backend) => backend,
+        let opened = match open_backend(&config, &args.overrides) {
+            Ok(opened) => opened,
             Err(e) => return fail(ready, &format!("Can not open the data plane: {e}")),
         };
+        for line in &opened.lines {
+            logger.log(line);
+        }
         let mut settings = AgentSettings::new(logger.clone());
         settings.overrides = args.overrides.clone();
         settings.program = program();
         settings.config_file = file;
         settings.debug = debug;
         settings.log_follows_config = true;
-        let agent = Agent::start(config, backend, settings);
+        settings.status_file = Some(crate::show::status_file(&config.name));
+        let agent = Agent::start(config, opened.placement, opened.backend, settings);
         if let Some(ready) = ready {
             ready.ok();
         }

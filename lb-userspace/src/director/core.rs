@@ -16,10 +16,14 @@ use std::time::{Duration, Instant};
 
 use lb_config::{CheckType, Config, EmailAlertStatus, VirtualAddress, VirtualService};
 
+use super::changes::{self, Change, Wording, real_text, virtual_text};
 use super::checks::ldirectord_real_id;
-use super::desired::{self, Change, RealKey, real_text, service_key, virtual_text};
+use super::desired::{self, Placement, RealKey, service_key};
 use super::state::{Health, RealState, Verdict};
-use crate::table::{DesiredTable, ServiceKey};
+use crate::table::{
+    DesiredTable, Real, ServiceKey,
+    diff::{self, Op},
+};
 
 /// ldirectord's `$DAEMON_STATUS`: e-mails say it, and `emailalertstatus` filters on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,13 +83,14 @@ pub struct MonitorRecord {
 /// What a decision asks the event loop to do, in order.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// What the data plane must do, first: the ops that take it from the table it held to
+    /// [`Core::table`]. The lines below report them.
+    pub ops: Vec<Op>,
     pub lines: Vec<String>,
     pub mails: Vec<Mail>,
     /// `fallbackcommand` invocations, shell command lines.
     pub commands: Vec<String>,
     pub monitor: Vec<MonitorRecord>,
-    /// The desired table changed: apply [`Core::table`].
-    pub table_changed: bool,
 }
 
 /// `fallbackcommand` state of a virtual, so each transition runs the command once.
@@ -134,6 +139,8 @@ fn install(config: &Config, mut old: HashMap<RealKey, RealState>) -> Indexes {
 /// The director's state.
 pub struct Core {
     config: Config,
+    /// Which data plane each virtual runs on.
+    placement: Placement,
     index: HashMap<ServiceKey, usize>,
     /// Each real key's virtual and its first line in that virtual.
     real_index: HashMap<RealKey, (usize, usize)>,
@@ -155,8 +162,9 @@ pub struct Core {
 }
 
 impl Core {
-    /// A director for `config` that has not applied anything yet.
-    pub fn new(config: Config) -> Core {
+    /// A director for `config`, its virtuals placed on data planes by `placement`, that has
+    /// not applied anything yet.
+    pub fn new(config: Config, placement: Placement) -> Core {
         let (index, real_index, reals) = install(&config, HashMap::new());
         let pending = reals
             .iter()
@@ -165,6 +173,7 @@ impl Core {
             .collect();
         Core {
             config,
+            placement,
             index,
             real_index,
             reals,
@@ -219,6 +228,44 @@ impl Core {
 
     fn health(&self) -> impl Fn(&RealKey) -> Health + '_ {
         |k| self.reals.get(k).map(|s| s.health).unwrap_or_default()
+    }
+
+    /// Whether `real` of the virtual `key` is up (its configured address and port).
+    fn is_up(&self, key: &ServiceKey, real: &Real) -> bool {
+        let rk = RealKey {
+            service: *key,
+            real: SocketAddr::new(real.addr, real.port),
+        };
+        self.reals.get(&rk).is_some_and(RealState::is_up)
+    }
+
+    /// Whether the configuration lists `real` in the virtual `key`, known by the data plane's
+    /// name for it (a table read back holds direct-routing reals on the virtual's port).
+    fn is_configured(&self, key: &ServiceKey, real: &Real) -> bool {
+        self.index.get(key).is_some_and(|&v| {
+            self.config.virtuals[v]
+                .reals
+                .iter()
+                .any(|r| (r.address, key.dest_port(r.forwarding, r.port)) == real.dest(key))
+        })
+    }
+
+    /// Reports `ops` in ldirectord's words, then hands them to the data plane.
+    fn carry_out(&mut self, ops: Vec<Op>, tag: &'static str, now: Instant, fx: &mut Effects) {
+        let readdquiescent = self.config.global.readdquiescent;
+        let reported = changes::changes(
+            &ops,
+            &Wording {
+                up: &|k, r| self.is_up(k, r),
+                configured: &|k, r| self.is_configured(k, r),
+                readdquiescent,
+                tag,
+            },
+        );
+        for (key, change) in reported {
+            self.report(&key, &[change], now, fx);
+        }
+        fx.ops.extend(ops);
     }
 
     /// One check round of one real. Health changes take effect at the next [`Core::commit`],
@@ -305,21 +352,11 @@ impl Core {
             let Some(&v) = self.index.get(&key) else {
                 continue;
             };
-            let new = desired::service(&self.config.virtuals[v], self.health());
-            let old = self.table.services.get(&key);
-            if old != Some(&new) {
-                let changes = desired::service_changes(
-                    &key,
-                    old,
-                    Some(&new),
-                    self.health(),
-                    |k| self.reals.contains_key(k),
-                    self.config.global.readdquiescent,
-                );
-                self.table.services.insert(key, new);
-                fx.table_changed = true;
-                self.report(&key, &changes, now, &mut fx);
-            }
+            let backend = desired::backend_of(&self.placement, &key);
+            let new = desired::service(&self.config.virtuals[v], backend, self.health());
+            let ops = diff::diff_service(&key, self.table.services.get(&key), Some(&new));
+            self.table.services.insert(key, new);
+            self.carry_out(ops, "start", now, &mut fx);
             self.fallback_command(v, &mut fx);
         }
         fx
@@ -334,41 +371,41 @@ impl Core {
         self.started = true;
         self.pending.clear();
         self.dirty.clear();
-        let table = desired::table(&self.config, self.health());
-        let held = self.held.take().unwrap_or_default();
-        for (key, old) in &held.services {
-            if !table.services.contains_key(key) {
-                let changes = desired::service_changes(
-                    key,
-                    Some(old),
-                    None,
-                    self.health(),
-                    |_| false,
-                    self.config.global.readdquiescent,
-                );
-                self.report(key, &changes, now, &mut fx);
+        let table = desired::table(&self.config, &self.placement, self.health());
+        let mut held = self.held.take().unwrap_or_default();
+        // A data plane that holds the fallback among the reals (IPVS) gives it back as such, as
+        // ldirectord's start sets the fallback apart before it looks at the reals.
+        for vs in &self.config.virtuals {
+            let key = service_key(vs);
+            if let (Some(service), Some(fallback)) =
+                (held.services.get_mut(&key), desired::fallback_entry(vs))
+            {
+                let also_a_real = vs.reals.iter().any(|r| {
+                    (r.address, key.dest_port(r.forwarding, r.port)) == fallback.dest(&key)
+                });
+                service.claim_fallback(&key, Some(&fallback), also_a_real);
             }
         }
-        for v in 0..self.config.virtuals.len() {
-            let key = service_key(&self.config.virtuals[v]);
-            let new = table.services.get(&key);
-            let old = held
-                .services
-                .get(&key)
-                .map(|old| desired::as_held(old, new));
-            let changes = desired::service_changes(
+        // Virtuals held and no longer configured first, then the configured ones in file order.
+        let mut ops: Vec<Op> = held
+            .services
+            .iter()
+            .filter(|(key, _)| !table.services.contains_key(key))
+            .flat_map(|(key, old)| diff::diff_service(key, Some(old), None))
+            .collect();
+        for vs in &self.config.virtuals {
+            let key = service_key(vs);
+            ops.extend(diff::diff_service(
                 &key,
-                old.as_ref(),
-                new,
-                self.health(),
-                |k| self.reals.contains_key(k),
-                self.config.global.readdquiescent,
-            );
-            self.report(&key, &changes, now, &mut fx);
-            self.fallback_command(v, &mut fx);
+                held.services.get(&key),
+                table.services.get(&key),
+            ));
         }
         self.table = table;
-        fx.table_changed = true;
+        self.carry_out(ops, "start", now, &mut fx);
+        for v in 0..self.config.virtuals.len() {
+            self.fallback_command(v, &mut fx);
+        }
         self.status = DaemonStatus::Running;
         fx
     }
@@ -376,13 +413,14 @@ impl Core {
     /// Takes a new configuration. Reals that are in both keep their health and failure count
     /// (their checks keep running: lb-health keeps equal specs); the table changes only where
     /// the configuration did.
-    pub fn reload(&mut self, config: Config, now: Instant) -> Effects {
+    pub fn reload(&mut self, config: Config, placement: Placement, now: Instant) -> Effects {
         let mut fx = Effects::default();
         let previous = self.status;
         self.status = DaemonStatus::Reloading;
         let old_reals = std::mem::take(&mut self.reals);
         (self.index, self.real_index, self.reals) = install(&config, old_reals);
         self.config = config;
+        self.placement = placement;
         self.dirty.clear();
         self.fallback_status
             .retain(|k, _| self.index.contains_key(k));
@@ -397,83 +435,63 @@ impl Core {
             self.status = previous;
             return fx;
         }
-        let table = desired::table(&self.config, self.health());
-        for v in 0..self.config.virtuals.len() {
-            let key = service_key(&self.config.virtuals[v]);
-            let changes = desired::service_changes(
+        let table = desired::table(&self.config, &self.placement, self.health());
+        let mut ops = Vec::new();
+        for vs in &self.config.virtuals {
+            let key = service_key(vs);
+            ops.extend(diff::diff_service(
                 &key,
                 self.table.services.get(&key),
                 table.services.get(&key),
-                self.health(),
-                |k| self.reals.contains_key(k),
-                self.config.global.readdquiescent,
-            );
-            self.report(&key, &changes, now, &mut fx);
-            self.fallback_command(v, &mut fx);
+            ));
         }
         for (key, old) in &self.table.services {
             if !table.services.contains_key(key) {
-                let changes = desired::service_changes(
-                    key,
-                    Some(old),
-                    None,
-                    |_| Health::Down,
-                    |_| false,
-                    false,
-                );
-                fx.lines.extend(changes.iter().map(|c| c.message(key)));
+                ops.extend(diff::diff_service(key, Some(old), None));
             }
         }
-        fx.table_changed = table != self.table;
         self.table = table;
+        self.carry_out(ops, "start", now, &mut fx);
+        for v in 0..self.config.virtuals.len() {
+            self.fallback_command(v, &mut fx);
+        }
         self.status = DaemonStatus::Running;
         fx
     }
 
     /// Stopping: with `cleanstop` (per virtual, else global) the virtual's up reals and then
-    /// the virtual itself are purged; without, it is left forwarding. Returns the table to
-    /// apply, or `None` when the data plane is to be left as it is.
-    pub fn stop(&mut self, now: Instant) -> (Effects, Option<DesiredTable>) {
+    /// the virtual itself are purged; without, it is left forwarding. The ops in the effects
+    /// are the cleaning (none when the data plane is to be left as it is).
+    pub fn stop(&mut self, now: Instant) -> Effects {
         let mut fx = Effects::default();
         self.status = DaemonStatus::Stopping;
         let cleaned: Vec<usize> = (0..self.config.virtuals.len())
             .filter(|&v| self.config.virtuals[v].cleanstop)
             .collect();
         if cleaned.is_empty() {
-            return (fx, None);
+            return fx;
         }
-        if !self.started {
+        if !self.started && cleaned.len() < self.config.virtuals.len() {
             // Nothing applied yet: only a data plane with no virtual of ours left is known to
             // be right.
-            if cleaned.len() < self.config.virtuals.len() {
-                return (fx, None);
-            }
+            return fx;
         }
-        let mut table = self.table.clone();
+        let mut ops = Vec::new();
         for v in cleaned {
-            let vs = &self.config.virtuals[v];
-            let key = service_key(vs);
-            let mut changes: Vec<Change> = Vec::new();
-            if let Some(service) = table.services.remove(&key) {
-                for real in &service.reals {
-                    let rk = RealKey {
-                        service: key,
-                        real: SocketAddr::new(real.addr, real.port),
-                    };
-                    if self.reals.get(&rk).is_some_and(RealState::is_up) {
-                        changes.push(Change::Purged {
-                            real: *real,
-                            tag: "stop",
-                        });
-                    }
-                }
+            let key = service_key(&self.config.virtuals[v]);
+            ops.extend(diff::diff_service(
+                &key,
+                self.table.services.get(&key),
+                None,
+            ));
+            if !self.started || !self.table.services.contains_key(&key) {
+                // Never applied by us: say so as ldirectord does, and make sure it is gone.
+                ops.push(Op::DeleteVirtual { key });
             }
-            changes.push(Change::PurgedVirtual { tag: "stop" });
-            self.report(&key, &changes, now, &mut fx);
+            self.table.services.remove(&key);
         }
-        self.table = table.clone();
-        fx.table_changed = true;
-        (fx, Some(table))
+        self.carry_out(ops, "stop", now, &mut fx);
+        fx
     }
 
     /// `Inaccessible real server` alerts that are due (ldirectord's `ld_emailalert_resend`).

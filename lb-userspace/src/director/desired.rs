@@ -1,18 +1,22 @@
-//! The desired table from the configuration and the reals' health, and what changed between
-//! two tables in ldirectord's words. Pure: no clock, no I/O.
+//! The desired table from the configuration, the reals' health and where each virtual runs.
+//! Pure: no clock, no I/O.
 //!
 //! * An up real is in with its configured weight. A real that is down (or not checked yet)
 //!   is in with weight 0 when its virtual is `quiescent`, out otherwise.
 //! * The fallback is in while no real of the virtual is up, out as soon as one is; it is never
 //!   quiesced (ldirectord always deletes it).
+//! * A data plane holds a real once: of two lines naming the same real (the same address and
+//!   data-plane port, [`ServiceKey::dest_port`]), the first wins, as ipvsadm refuses the second.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use lb_config::{Config, Family, Forwarding, Netmask, VirtualAddress, VirtualService};
+use lb_config::{Config, Family, Netmask, VirtualAddress, VirtualService};
 
 use super::state::Health;
-use crate::table::{self, DesiredTable, Persistence, Service, ServiceKey, SocketText};
+use crate::table::{
+    self, BackendKind, DesiredTable, Persistence, Service, ServiceAttrs, ServiceKey, sched_flags,
+};
 
 /// One real of one virtual: what the director keeps health for and lb-health reports on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,10 +38,7 @@ impl RealKey {
 pub fn service_key(vs: &VirtualService) -> ServiceKey {
     match vs.address {
         VirtualAddress::Socket { protocol, address } => ServiceKey::Inet {
-            protocol: match protocol {
-                lb_config::Protocol::Tcp => table::Protocol::Tcp,
-                lb_config::Protocol::Udp => table::Protocol::Udp,
-            },
+            protocol,
             addr: address.ip(),
             port: address.port(),
         },
@@ -45,27 +46,6 @@ pub fn service_key(vs: &VirtualService) -> ServiceKey {
             mark,
             ipv6: family == Family::Inet6,
         },
-    }
-}
-
-/// ldirectord's `get_virtual`: `ip:port` (IPv6 in brackets) or the firewall mark.
-pub fn virtual_text(key: &ServiceKey) -> String {
-    match key {
-        ServiceKey::Inet { addr, port, .. } => SocketText(*addr, *port).to_string(),
-        ServiceKey::Fwmark { mark, .. } => mark.to_string(),
-    }
-}
-
-/// A real as ldirectord names it in messages: `ip:port` (IPv6 in brackets).
-pub fn real_text(addr: IpAddr, port: u16) -> String {
-    SocketText(addr, port).to_string()
-}
-
-fn forward(f: Forwarding) -> table::Forward {
-    match f {
-        Forwarding::Gate => table::Forward::Gate,
-        Forwarding::Masq => table::Forward::Masq,
-        Forwarding::Ipip => table::Forward::Ipip,
     }
 }
 
@@ -88,27 +68,61 @@ fn persistence(vs: &VirtualService) -> Option<Persistence> {
     })
 }
 
+/// The virtual's `schedflags` as IPVS flag bits. The agent refuses a configuration whose flags
+/// ipvsadm would refuse (see `daemon::preflight`), so none is lost here.
+pub fn schedflags(vs: &VirtualService) -> Result<u32, String> {
+    match &vs.schedflags {
+        None => Ok(0),
+        Some(text) => sched_flags::parse(&vs.scheduler, text),
+    }
+}
+
+/// What `ipvsadm -A` would set for `vs`, on `backend`.
+pub fn attrs(vs: &VirtualService, backend: BackendKind) -> ServiceAttrs {
+    let one_packet = vs.ops
+        && matches!(
+            vs.address,
+            VirtualAddress::Socket {
+                protocol: lb_config::Protocol::Udp,
+                ..
+            }
+        );
+    ServiceAttrs {
+        backend,
+        scheduler: vs.scheduler.clone(),
+        persistence: persistence(vs),
+        sched_flags: schedflags(vs).unwrap_or(0),
+        one_packet,
+    }
+}
+
 /// The virtual's fallback as the data plane holds it (weight 1, no thresholds).
 pub fn fallback_entry(vs: &VirtualService) -> Option<table::Real> {
     vs.fallback.as_ref().map(|f| table::Real {
         addr: f.address,
         port: f.port,
-        forward: forward(f.forwarding),
+        forward: f.forwarding,
         weight: 1,
         upper_threshold: 0,
         lower_threshold: 0,
     })
 }
 
-/// `vs` as the data plane should hold it, given each real's health.
-pub fn service(vs: &VirtualService, health: impl Fn(&RealKey) -> Health) -> Service {
+/// `vs` as the data plane `backend` should hold it, given each real's health.
+pub fn service(
+    vs: &VirtualService,
+    backend: BackendKind,
+    health: impl Fn(&RealKey) -> Health,
+) -> Service {
     let key = service_key(vs);
     let mut reals: Vec<table::Real> = Vec::with_capacity(vs.reals.len());
     let mut any_up = false;
     for real in &vs.reals {
         let (addr, port) = (real.address, real.port);
-        // The data plane can hold a real once per virtual: the first line wins.
-        if reals.iter().any(|r| r.addr == addr && r.port == port) {
+        if reals
+            .iter()
+            .any(|r| r.dest(&key) == (addr, key.dest_port(real.forwarding, port)))
+        {
             continue;
         }
         let up = health(&RealKey::new(key, real)) == Health::Up;
@@ -121,275 +135,81 @@ pub fn service(vs: &VirtualService, health: impl Fn(&RealKey) -> Health) -> Serv
         reals.push(table::Real {
             addr,
             port,
-            forward: forward(real.forwarding),
+            forward: real.forwarding,
             weight,
             upper_threshold: real.upper_threshold.unwrap_or(0),
             lower_threshold: real.lower_threshold.unwrap_or(0),
         });
     }
-    let one_packet = vs.ops
-        && matches!(
-            vs.address,
-            VirtualAddress::Socket {
-                protocol: lb_config::Protocol::Udp,
-                ..
-            }
-        );
     Service {
-        scheduler: vs.scheduler.clone(),
-        persistence: persistence(vs),
-        sched_flags: vs.schedflags.clone(),
-        one_packet,
+        attrs: attrs(vs, backend),
         reals,
         fallback: if any_up { None } else { fallback_entry(vs) },
     }
 }
 
+/// Where each virtual runs: the agent's choice (see `backend::placement`).
+pub type Placement = BTreeMap<ServiceKey, BackendKind>;
+
+/// The data plane a virtual runs on; XDP for one the placement does not name (a test's).
+pub fn backend_of(placement: &Placement, key: &ServiceKey) -> BackendKind {
+    placement.get(key).copied().unwrap_or(BackendKind::Xdp)
+}
+
 /// The whole table.
-pub fn table(config: &Config, health: impl Fn(&RealKey) -> Health) -> DesiredTable {
+pub fn table(
+    config: &Config,
+    placement: &Placement,
+    health: impl Fn(&RealKey) -> Health,
+) -> DesiredTable {
     DesiredTable {
         services: config
             .virtuals
             .iter()
-            .map(|vs| (service_key(vs), service(vs, &health)))
+            .map(|vs| {
+                let key = service_key(vs);
+                (key, service(vs, backend_of(placement, &key), &health))
+            })
             .collect::<BTreeMap<_, _>>(),
     }
-}
-
-/// A service read back from a data plane that does not keep every attribute, completed from the
-/// service as configured (`new`): thresholds of the same real, scheduler flags and one-packet
-/// scheduling are taken as configured, so that only what the data plane does show can differ.
-pub fn as_held(held: &Service, new: Option<&Service>) -> Service {
-    let mut held = held.clone();
-    let Some(new) = new else {
-        return held;
-    };
-    held.sched_flags.clone_from(&new.sched_flags);
-    held.one_packet = new.one_packet;
-    let same = |a: &table::Real, b: &table::Real| a.addr == b.addr && a.port == b.port;
-    for real in held.reals.iter_mut().chain(held.fallback.as_mut()) {
-        if let Some(configured) = new
-            .reals
-            .iter()
-            .chain(new.fallback.as_ref())
-            .find(|c| same(c, real))
-        {
-            real.upper_threshold = configured.upper_threshold;
-            real.lower_threshold = configured.lower_threshold;
-            real.forward = configured.forward;
-        }
-    }
-    held
-}
-
-/// Whether two versions of a service differ in what `ipvsadm -E` would change.
-pub fn attributes_differ(a: &Service, b: &Service) -> bool {
-    a.scheduler != b.scheduler
-        || a.persistence != b.persistence
-        || a.sched_flags != b.sched_flags
-        || a.one_packet != b.one_packet
-}
-
-/// One thing that changed in the data plane, as ldirectord logs (and mails) it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// `Added virtual server: V`.
-    AddedVirtual,
-    /// `Changed virtual server: V` (scheduler, persistence, flags changed on reload).
-    ChangedVirtual,
-    /// `Purged virtual server (<tag>): V`: removed on reload (`start`) or stop (`stop`).
-    PurgedVirtual { tag: &'static str },
-    /// `Added real server: R (V) (Weight set to W)`.
-    Added { real: table::Real },
-    /// `Restored real server: R (V) (Weight set to W)`.
-    Restored { real: table::Real },
-    /// `Quiescent real server: R (V) (Weight set to 0)`, or with `readd` (the real was not in
-    /// the data plane) `Readd Quiescent real server: …`.
-    Quiescent { real: table::Real, readd: bool },
-    /// `Deleted real server: R (V)`.
-    Deleted { real: table::Real },
-    /// `Purged real server (<tag>): R (V)`: gone from the configuration, or stopping.
-    Purged {
-        real: table::Real,
-        tag: &'static str,
-    },
-    /// `Added fallback server: F (V) (Weight set to 1)`.
-    FallbackAdded { fallback: table::Real },
-    /// `Deleted fallback server: F (V)`.
-    FallbackDeleted { fallback: table::Real },
-}
-
-impl Change {
-    /// The log line, ldirectord's text.
-    pub fn message(&self, key: &ServiceKey) -> String {
-        let v = virtual_text(key);
-        let r = |real: &table::Real| real_text(real.addr, real.port);
-        match self {
-            Change::AddedVirtual => format!("Added virtual server: {v}"),
-            Change::ChangedVirtual => format!("Changed virtual server: {v}"),
-            Change::PurgedVirtual { tag } => format!("Purged virtual server ({tag}): {v}"),
-            Change::Added { real } => {
-                format!(
-                    "Added real server: {} ({v}) (Weight set to {})",
-                    r(real),
-                    real.weight
-                )
-            }
-            Change::Restored { real } => {
-                format!(
-                    "Restored real server: {} ({v}) (Weight set to {})",
-                    r(real),
-                    real.weight
-                )
-            }
-            Change::Quiescent { real, readd: false } => {
-                format!("Quiescent real server: {} ({v}) (Weight set to 0)", r(real))
-            }
-            Change::Quiescent { real, readd: true } => {
-                format!(
-                    "Readd Quiescent real server: {} ({v}) (Weight set to 0)",
-                    r(real)
-                )
-            }
-            Change::Deleted { real } => format!("Deleted real server: {} ({v})", r(real)),
-            Change::Purged { real, tag } => {
-                format!("Purged real server ({tag}): {} ({v})", r(real))
-            }
-            Change::FallbackAdded { fallback } => {
-                format!(
-                    "Added fallback server: {} ({v}) (Weight set to 1)",
-                    r(fallback)
-                )
-            }
-            Change::FallbackDeleted { fallback } => {
-                format!("Deleted fallback server: {} ({v})", r(fallback))
-            }
-        }
-    }
-
-    /// The e-mail subject ldirectord sends for it, if any (a re-added quiescent real is
-    /// mailed as plain `Quiescent`).
-    pub fn mail_subject(&self, key: &ServiceKey) -> Option<String> {
-        match self {
-            Change::AddedVirtual | Change::ChangedVirtual | Change::PurgedVirtual { .. } => None,
-            Change::Quiescent { real, .. } => Some(
-                Change::Quiescent {
-                    real: *real,
-                    readd: false,
-                }
-                .message(key),
-            ),
-            other => Some(other.message(key)),
-        }
-    }
-
-    /// ldirectord's `EMAILSTATUS` bookkeeping: `Some(true)` starts the repeated
-    /// `Inaccessible real server` alerts for this real, `Some(false)` stops them.
-    pub fn repeats(&self) -> Option<(table::Real, bool)> {
-        match self {
-            Change::Quiescent { real, .. } | Change::Deleted { real } => Some((*real, true)),
-            Change::Added { real } | Change::Restored { real } | Change::Purged { real, .. } => {
-                Some((*real, false))
-            }
-            Change::FallbackAdded { fallback } | Change::FallbackDeleted { fallback } => {
-                Some((*fallback, false))
-            }
-            Change::AddedVirtual | Change::ChangedVirtual | Change::PurgedVirtual { .. } => None,
-        }
-    }
-}
-
-/// What changed in one service between what the data plane held (`old`) and what it should
-/// hold (`new`), reals first, then the fallback, as ldirectord's `_restore_service` /
-/// `_remove_service` and `fallback_on` / `fallback_off` order them.
-///
-/// `health` and `configured` answer for the reals of the new configuration: a real that left
-/// the data plane because it left the configuration is purged, one that went down is deleted.
-pub fn service_changes(
-    key: &ServiceKey,
-    old: Option<&Service>,
-    new: Option<&Service>,
-    health: impl Fn(&RealKey) -> Health,
-    configured: impl Fn(&RealKey) -> bool,
-    readdquiescent: bool,
-) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let (old, new) = match (old, new) {
-        (None, None) => return changes,
-        (Some(_), None) => {
-            changes.push(Change::PurgedVirtual { tag: "start" });
-            return changes;
-        }
-        (None, Some(new)) => {
-            changes.push(Change::AddedVirtual);
-            (None, new)
-        }
-        (Some(old), Some(new)) => {
-            if attributes_differ(old, new) {
-                changes.push(Change::ChangedVirtual);
-            }
-            (Some(old), new)
-        }
-    };
-    let empty = Vec::new();
-    let old_reals = old.map_or(&empty, |s| &s.reals);
-    let rkey = |r: &table::Real| RealKey {
-        service: *key,
-        real: SocketAddr::new(r.addr, r.port),
-    };
-    for real in &new.reals {
-        let up = health(&rkey(real)) == Health::Up;
-        match old_reals
-            .iter()
-            .find(|o| o.addr == real.addr && o.port == real.port)
-        {
-            None if up => changes.push(Change::Added { real: *real }),
-            None => changes.push(Change::Quiescent {
-                real: *real,
-                readd: readdquiescent,
-            }),
-            Some(o) if o == real => {}
-            Some(_) if up => changes.push(Change::Restored { real: *real }),
-            Some(_) => changes.push(Change::Quiescent {
-                real: *real,
-                readd: false,
-            }),
-        }
-    }
-    for o in old_reals {
-        if new
-            .reals
-            .iter()
-            .any(|r| r.addr == o.addr && r.port == o.port)
-        {
-            continue;
-        }
-        if configured(&rkey(o)) {
-            changes.push(Change::Deleted { real: *o });
-        } else {
-            changes.push(Change::Purged {
-                real: *o,
-                tag: "start",
-            });
-        }
-    }
-    let old_fallback = old.and_then(|s| s.fallback);
-    if old_fallback != new.fallback {
-        if let Some(fallback) = old_fallback {
-            changes.push(Change::FallbackDeleted { fallback });
-        }
-        if let Some(fallback) = new.fallback {
-            changes.push(Change::FallbackAdded { fallback });
-        }
-    }
-    changes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::director::changes::{Change, Wording, changes, real_text, virtual_text};
+    use crate::table::diff::diff_service;
     use lb_config::testing::StaticEnvironment;
     use std::collections::HashMap;
+
+    /// What changed between two versions of a service, in ldirectord's words.
+    fn service_changes(
+        key: &ServiceKey,
+        old: Option<&Service>,
+        new: Option<&Service>,
+        health: impl Fn(&RealKey) -> Health,
+        configured: impl Fn(&RealKey) -> bool,
+        readdquiescent: bool,
+    ) -> Vec<Change> {
+        let rkey = |k: &ServiceKey, r: &table::Real| RealKey {
+            service: *k,
+            real: SocketAddr::new(r.addr, r.port),
+        };
+        let wording = Wording {
+            up: &|k, r| health(&rkey(k, r)) == Health::Up,
+            configured: &|k, r| configured(&rkey(k, r)),
+            readdquiescent,
+            tag: "start",
+        };
+        changes(&diff_service(key, old, new), &wording)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    fn service(vs: &VirtualService, health: impl Fn(&RealKey) -> Health) -> Service {
+        super::service(vs, BackendKind::Xdp, health)
+    }
 
     fn parse(text: &str) -> Config {
         lb_config::parse(
@@ -430,7 +250,7 @@ mod tests {
         );
         assert_eq!(weights(&s), [("192.0.2.11:80".to_string(), 3)]);
         assert_eq!(s.fallback, None);
-        assert_eq!(s.scheduler, "wrr");
+        assert_eq!(s.attrs.scheduler, "wrr");
     }
 
     #[test]
@@ -459,7 +279,7 @@ mod tests {
             Some(table::Real {
                 addr: "127.0.0.1".parse().unwrap(),
                 port: 80,
-                forward: table::Forward::Gate,
+                forward: lb_config::Forwarding::Gate,
                 weight: 1,
                 upper_threshold: 0,
                 lower_threshold: 0
@@ -475,19 +295,19 @@ mod tests {
         );
         let s = service(&config.virtuals[0], |_| Health::Up);
         assert_eq!(
-            s.persistence,
+            s.attrs.persistence,
             Some(Persistence {
                 timeout_secs: 300,
                 prefix_len: 24
             })
         );
-        assert!(s.one_packet);
-        assert_eq!(s.scheduler, "sh");
-        assert_eq!(s.sched_flags.as_deref(), Some("sh-port"));
+        assert!(s.attrs.one_packet);
+        assert_eq!(s.attrs.scheduler, "sh");
+        assert_eq!(s.attrs.sched_flags, sched_flags::SCHED2);
         let r = s.reals[0];
         assert_eq!(
             (r.forward, r.lower_threshold, r.upper_threshold),
-            (table::Forward::Ipip, 10, 20)
+            (lb_config::Forwarding::Ipip, 10, 20)
         );
         let key = service_key(&config.virtuals[0]);
         assert_eq!(
@@ -505,13 +325,13 @@ mod tests {
         let config = parse("virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tpersistent=60\n");
         let s = service(&config.virtuals[0], |_| Health::Up);
         assert_eq!(
-            s.persistence,
+            s.attrs.persistence,
             Some(Persistence {
                 timeout_secs: 60,
                 prefix_len: 32
             })
         );
-        assert!(!s.one_packet);
+        assert!(!s.attrs.one_packet);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! is already waiting is applied as one table, nothing is delayed on purpose), and hands log
 //! lines, alerts, hook commands and monitor lines to their writers.
 
+pub mod changes;
 pub mod checks;
 pub mod core;
 pub mod desired;
@@ -26,25 +27,30 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use self::core::{Core, DaemonStatus, Effects, Mail, MonitorRecord, fallback_command_line};
-pub use self::desired::RealKey;
+pub use self::desired::{Placement, RealKey};
 pub use self::state::{Health, RealState, Verdict};
 use crate::alert::Alerts;
-use crate::backend::Backend;
+use crate::backend::{Backend, Notes};
 use crate::hooks::Hooks;
 use crate::log::{Logger, append_monitor, localtime_now, monitor_line};
-use crate::table::DesiredTable;
+use crate::table::{DesiredTable, diff::Op};
 
 /// How many check results are taken in one go before the table is applied: enough for a
 /// mass failure of 10,000 reals to cost a handful of applies, few enough that the loop stays
 /// responsive to reloads and stops.
 const RESULT_BATCH: usize = 4096;
 
-/// After a failed apply, the next attempt.
+/// After a failed apply, the next attempt: one second, doubling to a minute while the same
+/// error repeats (a real the kernel refuses would otherwise be retried, and logged, every
+/// second).
 const APPLY_RETRY: Duration = Duration::from_secs(1);
+const APPLY_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the director needs besides the configuration and the backend.
 pub struct DirectorSettings {
     pub logger: Logger,
+    /// Where to record the time of each successful apply, for `show`; `None` in tests.
+    pub status_file: Option<std::path::PathBuf>,
     pub runner: RunnerConfig,
     pub alerts: Alerts,
     pub hooks: Hooks,
@@ -86,7 +92,7 @@ pub struct Snapshot {
 }
 
 enum Request {
-    Reload(Box<Config>, oneshot::Sender<()>),
+    Reload(Box<Config>, Placement, oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
     Snapshot(oneshot::Sender<Snapshot>),
 }
@@ -98,12 +104,13 @@ pub struct DirectorHandle {
 }
 
 impl DirectorHandle {
-    /// Replaces the configuration (already read and checked) and waits until it is in force.
-    pub async fn reload(&self, config: Config) {
+    /// Replaces the configuration (already read and checked, its virtuals placed) and waits
+    /// until it is in force.
+    pub async fn reload(&self, config: Config, placement: Placement) {
         let (done, wait) = oneshot::channel();
         if self
             .tx
-            .send(Request::Reload(Box::new(config), done))
+            .send(Request::Reload(Box::new(config), placement, done))
             .await
             .is_ok()
         {
@@ -137,8 +144,10 @@ pub struct Director {
     settings: DirectorSettings,
     stats: DirectorStats,
     start_deadline: Duration,
-    /// When to try again after a failed apply.
-    retry: Option<Instant>,
+    /// After a failed apply: when to try again, and how long to wait after that.
+    retry: Option<(Instant, Duration)>,
+    /// The last apply error logged, so a repeat of it is not logged again.
+    last_error: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -148,6 +157,7 @@ impl Director {
     /// [`DirectorHandle::stop`].
     pub fn new(
         config: Config,
+        placement: Placement,
         backend: Box<dyn Backend>,
         settings: DirectorSettings,
         shutdown: &CancellationToken,
@@ -158,10 +168,9 @@ impl Director {
         let (tx, requests) = mpsc::channel(16);
         let runner = HealthRunner::new(results_tx, settings.runner.clone(), shutdown);
         let start_deadline = core::start_deadline(&config, settings.runner.jitter.first_spread_max);
-        let mut core = Core::new(config);
+        let mut core = Core::new(config, placement);
         match backend.held() {
-            Ok(Some(held)) => core.set_held(held),
-            Ok(None) => {}
+            Ok(held) => core.set_held(held),
             Err(e) => settings
                 .logger
                 .log(format!("Failed to read the data plane back: {e}")),
@@ -176,6 +185,7 @@ impl Director {
             stats: DirectorStats::default(),
             start_deadline,
             retry: None,
+            last_error: None,
             shutdown: shutdown.clone(),
         };
         (director, DirectorHandle { tx })
@@ -190,13 +200,13 @@ impl Director {
         let mut resend = tokio::time::interval(Duration::from_secs(1));
         resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let retry_at = self.retry.unwrap_or_else(Instant::now);
+            let retry_at = self.retry.map_or_else(Instant::now, |(at, _)| at);
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 request = self.requests.recv() => match request {
-                    Some(Request::Reload(config, done)) => {
-                        self.reload(*config);
+                    Some(Request::Reload(config, placement, done)) => {
+                        self.reload(*config, placement);
                         let _ = done.send(());
                     }
                     Some(Request::Snapshot(tx)) => {
@@ -237,15 +247,14 @@ impl Director {
                     self.perform(fx);
                 }
                 () = tokio::time::sleep_until(retry_at), if self.retry.is_some() => {
-                    self.retry = None;
-                    self.apply();
+                    for line in self.resync() {
+                        self.settings.logger.log(line);
+                    }
                 }
                 _ = resend.tick() => {
                     let fx = self.core.resend(std::time::Instant::now());
                     self.perform(fx);
-                    if let Err(e) = self.backend.refresh() {
-                        self.settings.logger.log(format!("Failed to refresh the data plane: {e}"));
-                    }
+                    self.refresh();
                 }
             }
         }
@@ -274,8 +283,10 @@ impl Director {
         }
     }
 
-    fn reload(&mut self, config: Config) {
-        let fx = self.core.reload(config, std::time::Instant::now());
+    fn reload(&mut self, config: Config, placement: Placement) {
+        let fx = self
+            .core
+            .reload(config, placement, std::time::Instant::now());
         self.perform(fx);
         self.replace_checks();
         let fx = self.core.commit(std::time::Instant::now());
@@ -283,32 +294,24 @@ impl Director {
     }
 
     fn stop(&mut self) {
-        let (fx, table) = self.core.stop(std::time::Instant::now());
-        if let Some(table) = table
-            && let Err(e) = self.backend.apply(&table)
-        {
-            self.settings
-                .logger
-                .log(format!("Failed to clean the data plane on stop: {e}"));
-        }
+        let fx = self.core.stop(std::time::Instant::now());
+        self.perform(fx);
         if let Err(e) = self.backend.shutdown() {
             self.settings
                 .logger
                 .log(format!("Failed to close the data plane on stop: {e}"));
         }
-        let mut fx = fx;
-        // Already applied (or deliberately not); only the messages remain.
-        fx.table_changed = false;
-        self.perform(fx);
     }
 
-    /// Carries out what the core decided: the table first, so that a real that failed is out
+    /// Carries out what the core decided: the ops first, so that a real that failed is out
     /// of the data plane before anything is written about it.
     fn perform(&mut self, fx: Effects) {
-        if fx.table_changed {
-            self.apply();
-        }
-        for line in &fx.lines {
+        let notes = if fx.ops.is_empty() {
+            Vec::new()
+        } else {
+            self.execute(&fx.ops)
+        };
+        for line in fx.lines.iter().chain(&notes) {
             self.settings.logger.log(line);
         }
         for mail in fx.mails {
@@ -331,22 +334,67 @@ impl Director {
         }
     }
 
-    fn apply(&mut self) {
-        if !self.core.started() {
-            return;
+    /// Hands `ops` to the backend. While an earlier apply is to be retried, the backend may not
+    /// hold what the core thinks it holds: then the retry puts the whole table right instead.
+    fn execute(&mut self, ops: &[Op]) -> Notes {
+        if self.retry.is_some() {
+            return self.resync();
         }
-        match self.backend.apply(self.core.table()) {
-            Ok(()) => {
+        let result = self.backend.apply(ops);
+        self.applied(result)
+    }
+
+    /// After a failed apply: makes the backend hold the core's table, from what it reads back.
+    fn resync(&mut self) -> Notes {
+        let result = self.backend.held().and_then(|held| {
+            let ops = crate::table::diff::diff(&held, self.core.table());
+            self.backend.apply(&ops)
+        });
+        self.applied(result)
+    }
+
+    fn applied(&mut self, result: Result<Notes, crate::backend::BackendError>) -> Notes {
+        match result {
+            Ok(notes) => {
                 self.stats.applies += 1;
                 self.retry = None;
+                self.last_error = None;
+                if let Some(path) = &self.settings.status_file {
+                    // Only `show` reads it; failing to write it is not worth a log line a change.
+                    let _ = std::fs::write(path, format!("{}\n", crate::log::localtime_now()));
+                }
+                notes
             }
             Err(e) => {
                 self.stats.apply_errors += 1;
-                self.settings
-                    .logger
-                    .log(format!("Failed to apply the table to the data plane: {e}"));
-                self.retry = Some(Instant::now() + APPLY_RETRY);
+                let message = format!("Failed to apply the table to the data plane: {e}");
+                if self.last_error.as_ref() != Some(&message) {
+                    self.settings.logger.log(&message);
+                }
+                self.last_error = Some(message);
+                let wait = self
+                    .retry
+                    .map_or(APPLY_RETRY, |(_, wait)| (wait * 2).min(APPLY_RETRY_MAX));
+                self.retry = Some((Instant::now() + wait, wait));
+                Notes::new()
             }
+        }
+    }
+
+    /// About once a second: the backend follows what it watches (paths to reals, idle flows)
+    /// and puts right what changed behind its back; what it put right is logged.
+    fn refresh(&mut self) {
+        let desired = self.core.started().then(|| self.core.table());
+        match self.backend.refresh(desired) {
+            Ok(report) => {
+                for line in report {
+                    self.settings.logger.log(line);
+                }
+            }
+            Err(e) => self
+                .settings
+                .logger
+                .log(format!("Failed to refresh the data plane: {e}")),
         }
     }
 

@@ -9,9 +9,10 @@ use lb_config::Config;
 use lb_config::testing::StaticEnvironment;
 
 use super::core::{Core, DaemonStatus, Effects, start_deadline};
+use super::desired::Placement;
 use super::desired::{RealKey, service_key};
 use super::state::{Health, Verdict};
-use crate::table::{DesiredTable, Forward, ServiceKey};
+use crate::table::{DesiredTable, Forwarding, ServiceKey};
 
 fn parse(text: &str) -> Config {
     lb_config::parse(
@@ -35,7 +36,7 @@ const R2: &str = "192.0.2.12:80";
 impl Rig {
     fn new(text: &str) -> Rig {
         Rig {
-            core: Core::new(parse(text)),
+            core: Core::new(parse(text), Placement::new()),
             now: Instant::now(),
         }
     }
@@ -127,7 +128,7 @@ fn merge(into: &mut Effects, fx: Effects) {
     into.mails.extend(fx.mails);
     into.commands.extend(fx.commands);
     into.monitor.extend(fx.monitor);
-    into.table_changed |= fx.table_changed;
+    into.ops.extend(fx.ops);
 }
 
 fn w(real: &str, weight: u32) -> (String, u32) {
@@ -143,10 +144,10 @@ fn nothing_is_applied_until_every_real_has_a_verdict() {
     let mut rig = Rig::new(TWO);
     assert!(!rig.core.started());
     let fx = rig.verdict(R1, Verdict::Up);
-    assert!(!fx.table_changed && fx.lines.is_empty(), "{:?}", fx.lines);
+    assert!(fx.ops.is_empty() && fx.lines.is_empty(), "{:?}", fx.lines);
     assert_eq!(rig.core.table(), &DesiredTable::default());
     let fx = rig.verdict(R2, Verdict::Down);
-    assert!(fx.table_changed);
+    assert!(!fx.ops.is_empty());
     assert_eq!(
         fx.lines,
         [
@@ -165,7 +166,7 @@ fn the_start_deadline_counts_missing_verdicts_as_down() {
     let mut rig = Rig::new(TWO);
     rig.verdict(R1, Verdict::Up);
     let fx = rig.core.finish_start(rig.now);
-    assert!(fx.table_changed);
+    assert!(!fx.ops.is_empty());
     assert_eq!(rig.weights(WEB), [w(R1, 2)]);
     // The late verdict then counts as any other.
     let fx = rig.verdict(R2, Verdict::Up);
@@ -189,14 +190,14 @@ fn failurecount_failures_delete_the_real_and_one_success_restores_it() {
         fx.lines,
         ["Soft failure real server: 192.0.2.11:80 (tcp:192.0.2.1:80) failure 1/3"]
     );
-    assert!(!fx.table_changed);
+    assert!(fx.ops.is_empty());
     let fx = rig.verdict(R1, Verdict::Down);
     assert_eq!(
         fx.lines,
         ["Soft failure real server: 192.0.2.11:80 (tcp:192.0.2.1:80) failure 2/3"]
     );
     let fx = rig.verdict(R1, Verdict::Down);
-    assert!(fx.table_changed);
+    assert!(!fx.ops.is_empty());
     assert_eq!(
         fx.lines,
         ["Deleted real server: 192.0.2.11:80 (192.0.2.1:80)"]
@@ -205,7 +206,7 @@ fn failurecount_failures_delete_the_real_and_one_success_restores_it() {
     assert!(fx.commands.is_empty(), "another real is still up");
     let fx = rig.verdict(R1, Verdict::Down);
     assert!(
-        fx.lines.is_empty() && !fx.table_changed,
+        fx.lines.is_empty() && fx.ops.is_empty(),
         "a down real's failures are not counted"
     );
     let fx = rig.verdict(R1, Verdict::Up);
@@ -229,7 +230,7 @@ fn a_success_between_failures_resets_the_count() {
         fx.lines,
         ["Resetting soft failure count: 192.0.2.11:80 (tcp:192.0.2.1:80)"]
     );
-    assert!(!fx.table_changed);
+    assert!(fx.ops.is_empty());
     let fx = rig.verdict(R1, Verdict::Down);
     assert_eq!(
         fx.lines,
@@ -371,7 +372,7 @@ fn checktype_off_never_activates_reals() {
     let mut rig = Rig::new(&text);
     // No check runs, so nothing is awaited.
     let fx = rig.core.commit(rig.now);
-    assert!(rig.core.started() && fx.table_changed);
+    assert!(rig.core.started() && !fx.ops.is_empty());
     assert_eq!(rig.weights(WEB), []);
     assert_eq!(
         rig.fallback(WEB).as_deref(),
@@ -379,7 +380,7 @@ fn checktype_off_never_activates_reals() {
         "no real up: the fallback is in"
     );
     let fx = rig.verdict(R1, Verdict::Up);
-    assert!(!fx.table_changed, "a stray up verdict changes nothing");
+    assert!(fx.ops.is_empty(), "a stray up verdict changes nothing");
     assert_eq!(rig.weights(WEB), []);
 }
 
@@ -534,8 +535,8 @@ fn reload_keeps_unchanged_reals_and_applies_only_the_difference() {
                \tfallback=127.0.0.1:80\n\tfallbackcommand=\"/usr/local/bin/sorry\"\n\tscheduler=rr\n\
                \n\
                virtual=192.0.2.3:80\n\treal=192.0.2.31:80 gate\n";
-    let fx = rig.core.reload(parse(new), rig.now);
-    assert!(fx.table_changed);
+    let fx = rig.core.reload(parse(new), Placement::new(), rig.now);
+    assert!(!fx.ops.is_empty());
     assert_eq!(
         fx.lines,
         [
@@ -581,7 +582,7 @@ fn reload_purges_removed_reals_and_restores_changed_weights() {
     let new = TWO
         .replace("\treal=192.0.2.12:80 gate\n", "")
         .replace("gate 2", "gate 5");
-    let fx = rig.core.reload(parse(&new), rig.now);
+    let fx = rig.core.reload(parse(&new), Placement::new(), rig.now);
     assert_eq!(
         fx.lines,
         [
@@ -590,9 +591,9 @@ fn reload_purges_removed_reals_and_restores_changed_weights() {
         ]
     );
     assert_eq!(rig.weights(WEB), [w(R1, 5)]);
-    let unchanged = rig.core.reload(parse(&new), rig.now);
+    let unchanged = rig.core.reload(parse(&new), Placement::new(), rig.now);
     assert!(
-        !unchanged.table_changed && unchanged.lines.is_empty(),
+        unchanged.ops.is_empty() && unchanged.lines.is_empty(),
         "{:?}",
         unchanged.lines
     );
@@ -603,6 +604,7 @@ fn reload_to_checktype_off_takes_the_reals_down() {
     let (mut rig, _) = Rig::started(TWO, &[R1, R2]);
     let fx = rig.core.reload(
         parse(&TWO.replace("\tfallback=", "\tchecktype=off\n\tfallback=")),
+        Placement::new(),
         rig.now,
     );
     assert_eq!(rig.weights(WEB), []);
@@ -613,7 +615,7 @@ fn reload_to_checktype_off_takes_the_reals_down() {
 fn stop_purges_cleanstop_virtuals_and_leaves_the_others() {
     let text = format!("{TWO}\nvirtual=192.0.2.2:80\n\treal=192.0.2.21:80 gate\n\tcleanstop=no\n");
     let (mut rig, _) = Rig::started(&text, &[R1, "192.0.2.21:80"]);
-    let (fx, table) = rig.core.stop(rig.now);
+    let fx = rig.core.stop(rig.now);
     assert_eq!(
         fx.lines,
         [
@@ -621,18 +623,19 @@ fn stop_purges_cleanstop_virtuals_and_leaves_the_others() {
             "Purged virtual server (stop): 192.0.2.1:80"
         ]
     );
-    let table = table.expect("a table to apply");
+    assert!(!fx.ops.is_empty(), "ops to apply");
+    let table = rig.core.table();
     assert_eq!(
         table.services.len(),
         1,
         "the cleanstop=no virtual keeps forwarding"
     );
     let (_, kept) = table.services.iter().next().unwrap();
-    assert_eq!(kept.reals[0].forward, Forward::Gate);
+    assert_eq!(kept.reals[0].forward, Forwarding::Gate);
     let (mut rig, _) = Rig::started(&TWO.replace("failurecount=3", "cleanstop=no"), &[R1]);
-    let (fx, table) = rig.core.stop(rig.now);
+    let fx = rig.core.stop(rig.now);
     assert!(
-        table.is_none() && fx.lines.is_empty(),
+        fx.ops.is_empty() && fx.lines.is_empty(),
         "cleanstop=no leaves the data plane alone"
     );
 }
@@ -640,8 +643,12 @@ fn stop_purges_cleanstop_virtuals_and_leaves_the_others() {
 #[test]
 fn stop_before_the_first_apply_clears_only_when_every_virtual_is_clean() {
     let mut rig = Rig::new(TWO);
-    let (_, table) = rig.core.stop(rig.now);
-    assert_eq!(table, Some(DesiredTable::default()));
+    let fx = rig.core.stop(rig.now);
+    assert_eq!(
+        fx.ops,
+        [crate::table::diff::Op::DeleteVirtual { key: inet(WEB) }]
+    );
+    assert_eq!(fx.lines, ["Purged virtual server (stop): 192.0.2.1:80"]);
 }
 
 #[test]
@@ -650,6 +657,7 @@ fn results_for_reals_gone_in_a_reload_are_ignored() {
     let gone = rig.key(WEB, R2);
     rig.core.reload(
         parse(&TWO.replace("\treal=192.0.2.12:80 gate\n", "")),
+        Placement::new(),
         rig.now,
     );
     let fx = rig.core.observe(&gone, Verdict::Down, &reason());
@@ -664,7 +672,7 @@ fn held_real(addr: &str, weight: u32) -> crate::table::Real {
     crate::table::Real {
         addr: addr.ip(),
         port: addr.port(),
-        forward: Forward::Gate,
+        forward: Forwarding::Gate,
         weight,
         upper_threshold: 0,
         lower_threshold: 0,
@@ -673,10 +681,7 @@ fn held_real(addr: &str, weight: u32) -> crate::table::Real {
 
 fn held_service(reals: Vec<crate::table::Real>) -> crate::table::Service {
     crate::table::Service {
-        scheduler: "wrr".into(),
-        persistence: None,
-        sched_flags: None,
-        one_packet: false,
+        attrs: crate::table::ServiceAttrs::default(),
         reals,
         fallback: None,
     }
@@ -728,6 +733,6 @@ fn a_start_on_a_data_plane_left_running_reports_only_what_differs() {
         ]
     );
     assert_eq!(fx.mails.len(), 2);
-    assert!(fx.table_changed);
+    assert!(!fx.ops.is_empty());
     assert_eq!(rig.weights(WEB), [w(R1, 1), w(R2, 1)]);
 }

@@ -26,7 +26,9 @@ use serde::Serialize;
 use xdirectord::{
     backend::xdp::{ProgramClock, RealPath},
     objects,
-    table::{DesiredTable, Forward, Persistence, Protocol, Real, Service, ServiceKey},
+    table::{
+        DesiredTable, Forwarding, Persistence, Protocol, Real, Service, ServiceAttrs, ServiceKey,
+    },
 };
 use xdirectord_tests::{
     harness::{Harness, XDP_PASS, XDP_TX},
@@ -85,20 +87,21 @@ fn site(v6: bool, reals: usize, persistent: bool) -> DesiredTable {
             port: 80,
         },
         Service {
-            scheduler: "wrr".into(),
-            // A netmask wider than the flow maker's source addresses: every new connection is the
-            // same persistent client's.
-            persistence: persistent.then_some(Persistence {
-                timeout_secs: 3600,
-                prefix_len: if v6 { 64 } else { 16 },
-            }),
-            sched_flags: None,
-            one_packet: false,
+            attrs: ServiceAttrs {
+                scheduler: "wrr".into(),
+                // A netmask wider than the flow maker's source addresses: every new connection is the
+                // same persistent client's.
+                persistence: persistent.then_some(Persistence {
+                    timeout_secs: 3600,
+                    prefix_len: if v6 { 64 } else { 16 },
+                }),
+                ..ServiceAttrs::default()
+            },
             reals: (0..reals)
                 .map(|i| Real {
                     addr: real_addr(v6, i).parse().unwrap(),
                     port: 80,
-                    forward: Forward::Gate,
+                    forward: Forwarding::Gate,
                     weight: 1 + (i % 3) as u32,
                     upper_threshold: 0,
                     lower_threshold: 0,

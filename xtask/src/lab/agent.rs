@@ -213,10 +213,12 @@ pub fn parse_table(json: &str) -> Result<Vec<Service>> {
     let value: serde_json::Value =
         serde_json::from_str(json).with_context(|| format!("show --json: {json}"))?;
     let mut services = Vec::new();
-    for s in value["services"]
-        .as_array()
-        .context("show --json: no services")?
-    {
+    // Both data planes' services: the XDP program's and the kernel's IPVS table.
+    let parts = [&value["xdp"]["services"], &value["ipvs"]["services"]];
+    if parts.iter().all(|p| p.is_null()) {
+        bail!("show --json: no services");
+    }
+    for s in parts.into_iter().filter_map(|p| p.as_array()).flatten() {
         let key = &s["key"];
         if key["kind"] != "inet" {
             continue;
@@ -288,14 +290,14 @@ mod tests {
 
     #[test]
     fn reads_show_json() {
-        let json = r#"{"config":"lab.cf","services":[{"key":{"kind":"inet","protocol":"tcp",
+        let json = r#"{"config":"lab.cf","ipvs":null,"xdp":{"services":[{"key":{"kind":"inet","protocol":"tcp",
             "addr":"10.200.0.100","port":80},"scheduler":"wrr","persistent":null,"reals":[
             {"addr":"10.200.0.11","port":80,"forward":"Route","weight":10,"fallback":false,
              "resolved":true,"active_conns":1,"inactive_conns":2,"stats":{"conns":3,
              "in_packets":12,"in_bytes":960}},
             {"addr":"127.0.0.1","port":80,"forward":"Local","weight":1,"fallback":true,
              "resolved":true,"active_conns":0,"inactive_conns":0,"stats":{"conns":0,
-             "in_packets":0,"in_bytes":0}}],"stats":{}}],"global":{}}"#;
+             "in_packets":0,"in_bytes":0}}],"stats":{}}],"global":{}}}"#;
         let table = parse_table(json).unwrap();
         assert_eq!(table.len(), 1);
         let s = &table[0];

@@ -26,8 +26,12 @@ use lb_common::{
 
 use super::{maps::Maps, tables};
 use crate::{
-    backend::BackendError,
-    table::{DesiredTable, Forward, Persistence, Protocol, Real, Service, ServiceKey},
+    backend::{BackendError, Notes},
+    director::changes::{real_text, virtual_text},
+    table::{
+        BackendKind, DesiredTable, Forwarding, Persistence, Protocol, Real, Service, ServiceAttrs,
+        ServiceKey, diff::Op,
+    },
 };
 
 /// How a real's packets leave the director.
@@ -140,47 +144,50 @@ impl VipKey {
 }
 
 /// What the XDP backend can do with a virtual service; `Err` says what it cannot, in words an
-/// operator can act on (the caller names the service).
+/// operator can act on (the caller names the service). What it cannot honour it refuses: it
+/// never holds a virtual while ignoring part of its configuration.
 pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
     if let ServiceKey::Fwmark { .. } = key {
         return Err("firewall marks need the IPVS backend".into());
     }
-    if Scheduler::from_name(&service.scheduler).is_none() {
+    let attrs = &service.attrs;
+    if Scheduler::from_name(&attrs.scheduler).is_none() {
         let known: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
         return Err(format!(
             "scheduler \"{}\" is not supported by the XDP backend (supported: {})",
-            service.scheduler,
+            attrs.scheduler,
             known.join(", ")
         ));
     }
+    if attrs.sched_flags != 0 {
+        return Err("scheduler flags (schedflags) need the IPVS backend".into());
+    }
+    if attrs.one_packet {
+        return Err("one-packet scheduling (ops) needs the IPVS backend".into());
+    }
     for real in service.reals.iter().chain(&service.fallback) {
+        let name = crate::table::SocketText(real.addr, real.port);
         match real.forward {
-            Forward::Gate => {}
-            Forward::Masq => {
+            Forwarding::Gate => {}
+            Forwarding::Masq => {
                 return Err(format!(
-                    "real server {}: forwarding method masq needs the IPVS backend",
-                    crate::table::SocketText(real.addr, real.port)
+                    "real server {name}: forwarding method masq needs the IPVS backend"
                 ));
             }
-            Forward::Ipip => {
+            Forwarding::Ipip => {
                 return Err(format!(
-                    "real server {}: forwarding method ipip is not supported by the XDP backend yet",
-                    crate::table::SocketText(real.addr, real.port)
+                    "real server {name}: forwarding method ipip is not supported by the XDP backend yet"
                 ));
             }
         }
-        if real.addr.is_ipv4()
-            != matches!(
-                key,
-                ServiceKey::Inet {
-                    addr: IpAddr::V4(_),
-                    ..
-                }
-            )
-        {
+        if real.upper_threshold != 0 || real.lower_threshold != 0 {
             return Err(format!(
-                "real server {}: direct routing needs the real in the virtual's address family",
-                crate::table::SocketText(real.addr, real.port)
+                "real server {name}: connection thresholds (l:/u:) need the IPVS backend"
+            ));
+        }
+        if real.addr.is_ipv6() != key.is_ipv6() {
+            return Err(format!(
+                "real server {name}: direct routing needs the real in the virtual's address family"
             ));
         }
     }
@@ -279,43 +286,6 @@ fn zeroed_box<T: aya::Pod>() -> Box<T> {
     unsafe { Box::<T>::new_zeroed().assume_init() }
 }
 
-/// How long a flow may stay idle in each state before it is expired: IPVS's default timeouts
-/// (`ipvsadm --set` shows tcp 900, tcpfin 120, udp 300; SYN_RECV is 60 in ip_vs_proto_tcp.c).
-fn idle_timeout_ns(state: u32) -> u64 {
-    let secs = match state {
-        lb_common::values::FLOW_ESTABLISHED => 900,
-        lb_common::values::FLOW_SYN_RECV => 60,
-        lb_common::values::FLOW_CLOSING => 120,
-        _ => 300,
-    };
-    secs * 1_000_000_000
-}
-
-/// The program's clock: the test clock when set, else CLOCK_MONOTONIC_COARSE, which is what
-/// `bpf_ktime_get_coarse_ns` reads.
-fn program_now(maps: &Maps) -> Result<u64, BackendError> {
-    let set = maps
-        .clock
-        .get(&0, 0)
-        .map_err(|e| BackendError::system("reading CLOCK", e))?;
-    if set != 0 {
-        return Ok(set);
-    }
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
-/// What one pass over the flow tables found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Expiry {
-    /// Flows still alive.
-    pub live: usize,
-    /// Flows idle past their state's timeout, deleted.
-    pub expired: usize,
-}
-
 /// The maps, and how to change them.
 pub struct Dataplane {
     pub maps: Maps,
@@ -372,109 +342,101 @@ impl Dataplane {
             .map_err(|e| BackendError::system(format!("reading real {id}"), e))
     }
 
-    /// Deletes the flows idle past their state's timeout (as IPVS expires connections) and makes
-    /// every real's connection counts agree with the flows that remain: the program counts flows
-    /// in and out on SYN, ACK, FIN and RST, but a flow that ends silently (expired here, evicted
-    /// from a full table, its client gone) is only accounted for here, in CONNS_EXPIRED.
-    pub fn expire_flows(&mut self) -> Result<Expiry, BackendError> {
-        let now = program_now(&self.maps)?;
-        let mut live: std::collections::HashMap<u32, (u64, u64)> = std::collections::HashMap::new();
-        let mut expiry = Expiry::default();
-        let reals = &self.maps.reals;
-        let mut tally = |entry: &lb_common::values::FlowEntry| -> Result<bool, BackendError> {
-            let real = reals
-                .get(&entry.real_id, 0)
-                .map_err(|e| BackendError::system("reading REALS", e))?;
-            let current =
-                real.generation == entry.real_generation && real.vip_index == entry.vip_index;
-            let idle = now.saturating_sub(entry.last_seen_ns) > idle_timeout_ns(entry.state);
-            if !current || idle {
-                return Ok(false);
-            }
-            let counts = live.entry(entry.real_id).or_default();
-            if entry.state == lb_common::values::FLOW_ESTABLISHED {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
-            }
-            Ok(true)
+    /// What the maps hold, as a table: every real as the data plane knows it (on the virtual's
+    /// port), without what the program does not keep (thresholds, scheduler flags, one-packet
+    /// scheduling are refused by [`validate`]).
+    pub fn held(&self) -> Result<DesiredTable, BackendError> {
+        let real = |def: &RealDef| Real {
+            addr: real_addr(def),
+            port: def.port,
+            forward: match def.forward {
+                lb_common::values::FORWARD_TUNNEL => Forwarding::Ipip,
+                lb_common::values::FORWARD_MASQ => Forwarding::Masq,
+                _ => Forwarding::Gate,
+            },
+            weight: def.weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
         };
-        let mut dead4 = Vec::new();
-        for item in self.maps.flows4.iter() {
-            let (key, entry) = item.map_err(|e| BackendError::system("reading FLOWS4", e))?;
-            if tally(&entry)? {
-                expiry.live += 1
-            } else {
-                dead4.push(key)
-            }
-        }
-        let mut dead6 = Vec::new();
-        for item in self.maps.flows6.iter() {
-            let (key, entry) = item.map_err(|e| BackendError::system("reading FLOWS6", e))?;
-            if tally(&entry)? {
-                expiry.live += 1
-            } else {
-                dead6.push(key)
-            }
-        }
-        expiry.expired = dead4.len() + dead6.len();
-        // A flow may have come back to life since it was read; deleting it then only sends its
-        // next packet through the consistent-hash table, as after any flow-table loss.
-        for key in dead4 {
-            let _ = self.maps.flows4.remove(&key);
-        }
-        for key in dead6 {
-            let _ = self.maps.flows6.remove(&key);
-        }
-        for programmed in self.programmed()?.values() {
-            let ids = programmed
-                .reals
-                .iter()
-                .map(|r| r.0)
-                .chain(programmed.fallback.map(|f| f.0));
-            for id in ids {
-                let kept = self
-                    .maps
-                    .conns
-                    .get(&id, 0)
-                    .map_err(|e| BackendError::system("reading CONNS", e))?;
-                let (active, inactive) = live.get(&id).copied().unwrap_or_default();
-                let correction = lb_common::values::ConnCounts {
-                    active: kept.active.wrapping_sub(active),
-                    inactive: kept.inactive.wrapping_sub(inactive),
+        let services = self
+            .programmed()?
+            .into_values()
+            .map(|p| {
+                let ipv6 = matches!(p.key, VipKey::V6(_));
+                let attrs = ServiceAttrs {
+                    backend: BackendKind::Xdp,
+                    scheduler: Scheduler::from_u32(p.meta.scheduler)
+                        .map_or("?", |s| s.name())
+                        .to_owned(),
+                    persistence: (p.meta.flags & VIP_F_PERSISTENT != 0).then(|| Persistence {
+                        timeout_secs: p.meta.persist_timeout_secs,
+                        prefix_len: mask_prefix_len(&p.meta.persist_mask, ipv6),
+                    }),
+                    sched_flags: 0,
+                    one_packet: false,
                 };
-                self.maps
-                    .conns_expired
-                    .set(id, correction, 0)
-                    .map_err(|e| BackendError::system("writing CONNS_EXPIRED", e))?;
-            }
-        }
-        Ok(expiry)
+                let service = Service {
+                    attrs,
+                    reals: p.reals.iter().map(|(_, def, _)| real(def)).collect(),
+                    fallback: p.fallback.map(|(_, def)| real(&def)),
+                };
+                (p.key.service_key(), service)
+            })
+            .collect();
+        Ok(DesiredTable { services })
     }
 
-    /// Makes the maps hold `table`: services it lacks are removed, changed ones rewritten through
-    /// their spare slot, unchanged ones left alone.
-    pub fn apply(
+    /// Carries out `ops`: every virtual service they touch is written again from what the maps
+    /// hold with the ops applied (a service is written whole, through its spare slot, so that
+    /// packets see it before or after, never half-way); the others are left alone.
+    pub fn execute(&mut self, ops: &[Op], paths: &mut dyn Paths) -> Result<Notes, BackendError> {
+        let mut table = self.held()?;
+        table.apply_ops(ops);
+        let touched: BTreeSet<ServiceKey> = ops.iter().map(|op| *op.key()).collect();
+        self.write(&table, &touched, paths)
+    }
+
+    /// Writes the services `touched` names as `table` has them (those it lacks are removed),
+    /// leaving the others alone; a service whose maps already say the same is not written. Says
+    /// which reals cannot take new flows for want of a link-layer address, and when they can.
+    pub fn write(
         &mut self,
         table: &DesiredTable,
+        touched: &BTreeSet<ServiceKey>,
         paths: &mut dyn Paths,
-    ) -> Result<(), BackendError> {
-        for (key, service) in &table.services {
-            validate(key, service)
-                .map_err(|e| BackendError::Unsupported(format!("virtual service {key}: {e}")))?;
+    ) -> Result<Notes, BackendError> {
+        for key in touched {
+            if let Some(service) = table.services.get(key) {
+                validate(key, service).map_err(|e| {
+                    BackendError::Unsupported(format!("virtual service {key}: {e}"))
+                })?;
+            }
         }
-        let wanted_keys: BTreeSet<VipKey> = table
-            .services
-            .keys()
-            .map(VipKey::from_service)
-            .collect::<Result<_, _>>()?;
+        let programmed = self.programmed()?;
+        let mut wanted_keys: BTreeSet<VipKey> = programmed.keys().copied().collect();
+        let mut gone = Vec::new();
+        let mut written = Vec::new();
+        for key in touched {
+            let vip = VipKey::from_service(key)?;
+            match table.services.get(key) {
+                Some(service) => {
+                    wanted_keys.insert(vip);
+                    written.push((vip, key, service));
+                }
+                None => {
+                    wanted_keys.remove(&vip);
+                    if let Some(old) = programmed.get(&vip) {
+                        gone.push(old);
+                    }
+                }
+            }
+        }
         if wanted_keys.len() > MAX_VIPS as usize {
             return Err(BackendError::Unsupported(format!(
                 "{} virtual services, the XDP backend takes at most {MAX_VIPS}",
                 wanted_keys.len()
             )));
         }
-        let programmed = self.programmed()?;
         let mut used_ids: BTreeSet<u32> = programmed
             .values()
             .flat_map(|p| p.reals.iter().map(|r| r.0).chain(p.fallback.map(|f| f.0)))
@@ -483,33 +445,33 @@ impl Dataplane {
 
         // The filter lets every old and new VIP through while the VIPs change, then only the new.
         self.write_filter(programmed.keys().chain(&wanted_keys))?;
-        for (key, old) in &programmed {
-            if !wanted_keys.contains(key) {
-                self.remove_vip(old)?;
-                for (id, ..) in old
-                    .reals
-                    .iter()
-                    .map(|r| (r.0, ()))
-                    .chain(old.fallback.map(|f| (f.0, ())))
-                {
-                    used_ids.remove(&id);
-                }
-                used_indexes.remove(&old.meta.index);
+        for old in gone {
+            self.remove_vip(old)?;
+            for id in old
+                .reals
+                .iter()
+                .map(|r| r.0)
+                .chain(old.fallback.map(|f| f.0))
+            {
+                used_ids.remove(&id);
             }
+            used_indexes.remove(&old.meta.index);
         }
-        for (skey, service) in &table.services {
-            let key = VipKey::from_service(skey)?;
+        let mut notes = Notes::new();
+        for (vip, key, service) in written {
             self.apply_service(
+                vip,
                 key,
-                skey,
                 service,
-                programmed.get(&key),
+                programmed.get(&vip),
                 paths,
                 &mut used_ids,
                 &mut used_indexes,
+                &mut notes,
             )?;
         }
-        self.write_filter(wanted_keys.iter())
+        self.write_filter(wanted_keys.iter())?;
+        Ok(notes)
     }
 
     /// Sets every bit of the VIP filter: every packet goes on to the VIP lookup, whatever
@@ -605,6 +567,7 @@ impl Dataplane {
         paths: &mut dyn Paths,
         used_ids: &mut BTreeSet<u32>,
         used_indexes: &mut BTreeSet<u32>,
+        notes: &mut Notes,
     ) -> Result<(), BackendError> {
         let ServiceKey::Inet {
             port: service_port,
@@ -643,19 +606,43 @@ impl Dataplane {
             let kept = old.and_then(|o| o.fallback.filter(|(_, def)| same_real(def, &w.def)));
             (kept.map(|k| (k.0, k.1.generation)), w)
         });
+        // A real that cannot take new flows for want of a MAC address, or that can again: said
+        // once, when it changes (the table says "Weight set to N" when it is added).
+        for ((kept, w), real) in reals.iter().zip(&service.reals) {
+            let resolved = w.def.flags & REAL_F_RESOLVED != 0;
+            let was = kept
+                .and_then(|(id, _)| old?.reals.iter().find(|r| r.0 == id))
+                .map(|(_, def, _)| def.flags & REAL_F_RESOLVED != 0);
+            let name = format!(
+                "Real server {} ({})",
+                real_text(real.addr, real.port),
+                virtual_text(skey)
+            );
+            match (was, resolved) {
+                (Some(true) | None, false) if real.weight > 0 => notes.push(format!(
+                    "{name}: no link-layer address for it yet: it takes no new connections (weight 0 in force) until its neighbour entry resolves"
+                )),
+                (Some(false), true) if real.weight > 0 => notes.push(format!(
+                    "{name}: link-layer address resolved: weight {} in force",
+                    real.weight
+                )),
+                _ => {}
+            }
+        }
         // Two reals with the same address (ports rewritten to the virtual's) are one IPVS dest.
         let mut seen = BTreeSet::new();
         reals.retain(|(_, w)| seen.insert((w.def.addr, w.def.port)));
 
-        let persistent = service.persistence.is_some();
-        let scheduler = Scheduler::from_name(&service.scheduler).expect("validated");
+        let attrs = &service.attrs;
+        let persistent = attrs.persistence.is_some();
+        let scheduler = Scheduler::from_name(&attrs.scheduler).expect("validated");
         let n_live = reals.iter().filter(|(_, w)| w.effective_weight > 0).count() as u32;
 
         if let Some(o) = old {
             let same_meta = o.meta.scheduler == scheduler as u32
                 && (o.meta.flags & VIP_F_PERSISTENT != 0) == persistent
-                && o.meta.persist_timeout_secs == service.persistence.map_or(0, |p| p.timeout_secs)
-                && o.meta.persist_mask == persist_mask(&service.persistence, vip_addr.is_ipv6());
+                && o.meta.persist_timeout_secs == attrs.persistence.map_or(0, |p| p.timeout_secs)
+                && o.meta.persist_mask == persist_mask(&attrs.persistence, vip_addr.is_ipv6());
             let same_reals = o.reals.len() == reals.len()
                 && o.reals
                     .iter()
@@ -749,13 +736,13 @@ impl Dataplane {
             slot: slot_index,
             scheduler: scheduler as u32,
             flags: if persistent { VIP_F_PERSISTENT } else { 0 },
-            persist_timeout_secs: service.persistence.map_or(0, |p| p.timeout_secs),
+            persist_timeout_secs: attrs.persistence.map_or(0, |p| p.timeout_secs),
             n_reals: reals.len() as u32,
             n_live,
             wrr_len: sequence.len() as u32,
             fallback: fallback_id,
             _pad: 0,
-            persist_mask: persist_mask(&service.persistence, vip_addr.is_ipv6()),
+            persist_mask: persist_mask(&attrs.persistence, vip_addr.is_ipv6()),
         };
         self.write_vip(&key, &meta)?;
         used_indexes.insert(index);

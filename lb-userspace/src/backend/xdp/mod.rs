@@ -8,7 +8,8 @@
 //! links atomically; a new map layout starts from fresh maps, with a warning.
 //!
 //! # Layout
-//! * `dataplane`: programming the maps from a desired table, reading back what they hold.
+//! * `dataplane`: executing ops on the maps, reading back what they hold.
+//! * `expiry`: the sweep of idle flows and the connection counts it keeps right.
 //! * `maps`: typed handles on the maps, layout checks of pinned maps.
 //! * `tables`: the Maglev table and the round-robin sequence (pure).
 //! * `paths`: where reals are, from the kernel's routing and neighbour tables.
@@ -16,6 +17,7 @@
 //! * `model`: user space's model of the program's scheduling decisions, for tests.
 
 pub mod dataplane;
+pub mod expiry;
 pub mod live;
 pub mod maps;
 pub mod model;
@@ -35,9 +37,9 @@ use aya::programs::{
 use aya_obj::programs::XdpAttachType;
 
 use crate::{
-    backend::{Backend, BackendError},
+    backend::{Backend, BackendError, Notes},
     objects,
-    table::DesiredTable,
+    table::{BackendKind, DesiredTable, ServiceKey, diff::Op},
 };
 pub use dataplane::{Dataplane, Paths, RealPath, validate};
 use maps::Maps;
@@ -71,10 +73,10 @@ pub struct XdpBackend {
     dataplane: Dataplane,
     paths: KernelPaths,
     pin_dir: PathBuf,
-    /// The last table applied, applied again when a real's path changes. None until the first
-    /// apply: a restarted agent holds that off until its reals are checked, and meanwhile what
-    /// the previous agent left in the pinned maps must keep forwarding, not be refreshed away.
-    last: Option<DesiredTable>,
+    /// Whether this agent has applied anything: until then, whatever is pinned is another
+    /// agent's doing (a restarted agent holds off its first apply until its reals are checked),
+    /// and stays, also at shutdown.
+    applied: bool,
     /// When the flow tables were last swept for idle flows.
     last_expiry: Option<std::time::Instant>,
 }
@@ -139,6 +141,19 @@ fn program_pin_name() -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("prog_{h:016x}")
+}
+
+/// The id of the program pinned in `dir` (the one a configuration's links run), if any.
+pub fn pinned_program_id(dir: &Path) -> Option<u32> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries.flatten().find_map(|entry| {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("prog_") {
+            return None;
+        }
+        let program = Xdp::from_pin(entry.path(), XdpAttachType::Interface).ok()?;
+        program.info().ok().map(|info| info.id())
+    })
 }
 
 fn link_pin_name(interface: &str) -> String {
@@ -237,7 +252,7 @@ impl XdpBackend {
             dataplane,
             paths,
             pin_dir: dir,
-            last: None,
+            applied: false,
             last_expiry: None,
         })
     }
@@ -249,24 +264,31 @@ impl XdpBackend {
 }
 
 impl Backend for XdpBackend {
-    fn apply(&mut self, table: &DesiredTable) -> Result<(), BackendError> {
+    fn apply(&mut self, ops: &[Op]) -> Result<Notes, BackendError> {
         self.paths
             .refresh()
             .map_err(system("reading routes and neighbours"))?;
-        self.dataplane.apply(table, &mut self.paths)?;
-        self.last = Some(table.clone());
-        Ok(())
+        self.applied = true;
+        self.dataplane.execute(ops, &mut self.paths)
     }
 
-    fn held(&self) -> Result<Option<DesiredTable>, BackendError> {
-        Ok(Some(self.dataplane.held()?))
+    fn held(&self) -> Result<DesiredTable, BackendError> {
+        self.dataplane.held()
     }
 
-    /// Looks up every real's path again and applies the last table if one changed (a neighbour
-    /// resolved or moved, a route changed); every ten seconds, also expires idle flows.
-    fn refresh(&mut self) -> Result<(), BackendError> {
-        if let Some(table) = self.last.clone() {
-            self.apply(&table)?;
+    /// Looks up every real's path again and writes the services whose reals moved (a
+    /// neighbour resolved or changed, a route changed), or that the maps lost; every ten
+    /// seconds, also expires idle flows.
+    fn refresh(&mut self, desired: Option<&DesiredTable>) -> Result<Notes, BackendError> {
+        let mut notes = Notes::new();
+        if let Some(desired) = desired {
+            self.paths
+                .refresh()
+                .map_err(system("reading routes and neighbours"))?;
+            let ours = desired.on(BackendKind::Xdp);
+            let keys: std::collections::BTreeSet<ServiceKey> =
+                ours.services.keys().copied().collect();
+            notes = self.dataplane.write(&ours, &keys, &mut self.paths)?;
         }
         if self
             .last_expiry
@@ -275,14 +297,13 @@ impl Backend for XdpBackend {
             self.last_expiry = Some(std::time::Instant::now());
             self.dataplane.expire_flows()?;
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// With nothing left to forward (every virtual stopped with `cleanstop = yes`), detaches the
     /// program and removes the pins; otherwise leaves everything forwarding for the next agent.
     fn shutdown(&mut self) -> Result<(), BackendError> {
-        // Never applied: whatever is pinned is another agent's doing, and stays.
-        if self.last.as_ref().is_none_or(|t| !t.services.is_empty()) {
+        if !self.applied || !self.dataplane.programmed()?.is_empty() {
             return Ok(());
         }
         remove_pins(&self.pin_dir, |_| true)?;

@@ -14,7 +14,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage},
+    link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
 };
@@ -24,6 +24,16 @@ use super::dataplane::{Paths, RealPath};
 
 /// Port of the datagram that makes the kernel resolve a neighbour: "discard".
 const DISCARD_PORT: u16 = 9;
+
+/// An XDP program attached to an interface, as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct XdpAttachment {
+    pub interface: String,
+    /// `native`, `generic`, `offload` or `multiple`.
+    pub mode: &'static str,
+    /// The program's id (`bpftool prog show id N`).
+    pub program: u32,
+}
 
 /// The kernel's view of where reals are, read over rtnetlink.
 pub struct KernelPaths {
@@ -105,6 +115,47 @@ impl KernelPaths {
         self.neighbours = neighbours;
         self.link_macs = link_macs;
         Ok(())
+    }
+
+    /// Every interface with an XDP program: its name, how the program is attached, and the
+    /// program's id.
+    pub fn xdp_attachments(&mut self) -> io::Result<Vec<XdpAttachment>> {
+        let mut found = Vec::new();
+        for message in self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), true)? {
+            let RouteNetlinkMessage::NewLink(l) = message else {
+                continue;
+            };
+            let mut name = None;
+            let (mut mode, mut program) = (None, 0);
+            for attribute in &l.attributes {
+                match attribute {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::Xdp(xdp) => {
+                        for x in xdp {
+                            match x {
+                                LinkXdp::Attached(XdpAttached::Driver) => mode = Some("native"),
+                                LinkXdp::Attached(XdpAttached::SocketBuffer) => {
+                                    mode = Some("generic")
+                                }
+                                LinkXdp::Attached(XdpAttached::Hardware) => mode = Some("offload"),
+                                LinkXdp::Attached(XdpAttached::Multiple) => mode = Some("multiple"),
+                                LinkXdp::ProgId(id) => program = *id,
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(interface), Some(mode)) = (name, mode) {
+                found.push(XdpAttachment {
+                    interface,
+                    mode,
+                    program,
+                });
+            }
+        }
+        Ok(found)
     }
 
     /// The kernel's route to `addr`: whether it is local, else the interface and gateway.
