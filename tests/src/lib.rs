@@ -6,8 +6,10 @@
 //! * [`netns`]: named network namespaces, per-thread setns, raw packet sockets.
 //! * [`table`]: desired tables in a line each.
 //! * [`e2e`]: end-to-end runs on the lab (`cargo xtask lab`): xdirectord, real servers, clients.
+//! * [`vm`]: the IPVS test guest (Debian's 6.1 kernel under QEMU): jobs run in it.
 pub mod e2e;
 pub mod harness;
 pub mod netns;
 pub mod packet;
 pub mod table;
+pub mod vm;

@@ -1,5 +1,6 @@
 //! The library half of `cargo xtask`: what the commands in `main.rs` and the integration tests in
-//! `tests/` share (the lab, set-up, and running commands with errors that name them).
+//! `tests/` share (the lab, set-up, the IPVS test guest, and running commands with errors that
+//! name them).
 //!
 //! Kept free of the workspace's BPF crates: it must build on a machine that has no bpf-linker yet.
 
@@ -26,6 +27,7 @@ pub mod bench_checks;
 pub mod demo;
 pub mod lab;
 pub mod setup;
+pub mod vm;
 
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;

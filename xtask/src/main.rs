@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use std::process::Command;
-use xtask::{bench, cargo, demo, lab, run, setup, workspace_root, xdirectord_binary};
+use xtask::{bench, cargo, demo, lab, run, setup, vm, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -19,6 +19,8 @@ usage: cargo xtask <command>
   lab up|down|status
                     a network-namespace LVS direct-routing site on this machine: a client, the
                     director, three real web servers and a switch (docs/lab.md; needs root)
+  vm build|shell    the IPVS test guest (docs/ipvs-vm.md): Debian's 6.1 kernel under QEMU on this
+                    machine's own files; build (and cache) it, or boot it with a shell here
 ";
 
 fn main() -> Result<()> {
@@ -56,6 +58,7 @@ fn main() -> Result<()> {
             demo::demo(&std::env::current_exe()?)
         }
         "lab" => lab_command(rest),
+        "vm" => vm_command(rest),
         // Not in USAGE: `lab up` runs the lab's web servers as this binary's children.
         "lab-httpd" => lab::httpd::main(rest),
         "-h" | "--help" | "help" => {
@@ -81,6 +84,26 @@ fn lab_command(args: &[String]) -> Result<()> {
         ["down"] => lab::down(),
         ["status"] => lab::print_status(),
         _ => bail!("usage: cargo xtask lab up|down|status"),
+    }
+}
+
+fn vm_command(args: &[String]) -> Result<()> {
+    let usage = "usage: cargo xtask vm build|shell";
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["build"] => {
+            setup::debian_packages(setup::DEBIAN_PACKAGES)?;
+            vm::build()
+        }
+        ["shell"] => {
+            setup::debian_packages(setup::DEBIAN_PACKAGES)?;
+            vm::shell()
+        }
+        _ => bail!(usage),
     }
 }
 

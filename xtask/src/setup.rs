@@ -18,6 +18,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",         // debugging the lab
     "python3",         // the lab's web servers
     "ca-certificates", // the CA store https health checks verify against, as ldirectord's
+    "qemu-system-x86", // the IPVS test guest (this kernel has no IPVS): xtask/src/vm.rs
+    "busybox-static",  // the guest's initramfs
+    "iputils-ping",    // ping: the test guest's smoke test, debugging
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
