@@ -7,6 +7,8 @@
 //!   BPF maps of `lb-ebpf`) and a recording fake for director tests.
 //! * [`objects`]: the compiled XDP programs, embedded.
 //! * [`cli`]: the command line, read as ldirectord reads its own; the binary's entry.
+//! * [`usage`]: the command line's documentation, the one source of `--help`, the man page and
+//!   the bash completion.
 //! * [`control`]: the instance commands (start, stop, status, …) with ldirectord's exit codes
 //!   and messages; pid file, daemonising, signals.
 //! * [`daemon`]: the running agent (director, alert and hook queues, `execute` instances,
@@ -30,3 +32,4 @@ pub mod log;
 pub mod objects;
 pub mod show;
 pub mod table;
+pub mod usage;
