@@ -25,6 +25,7 @@ pub mod bench;
 pub mod bench_checks;
 pub mod demo;
 pub mod lab;
+pub mod package;
 pub mod setup;
 
 use anyhow::{Context as _, Result, bail};

@@ -18,6 +18,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",         // debugging the lab
     "python3",         // the lab's web servers
     "ca-certificates", // the CA store https health checks verify against, as ldirectord's
+    "dpkg-dev",        // dpkg-shlibdeps: the package's library dependencies (`cargo xtask package`)
+    "systemd",         // systemd-analyze verify for the package's unit (no systemd as PID 1 needed)
+    "man-db",          // `man` for the package's man page (systemd-analyze checks Documentation=)
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
