@@ -96,7 +96,7 @@ extern "C" fn take_lab_down() {
 
 /// Builds xdirectord and xtask (the lab's web servers) into this test binary's target directory
 /// and profile, so `cargo test -p xdirectord-tests` alone tests current binaries.
-fn build() -> anyhow::Result<Binaries> {
+pub fn build() -> anyhow::Result<Binaries> {
     use anyhow::Context as _;
     // <target>/<profile dir>/deps/<test binary>
     let exe = std::env::current_exe()?;

@@ -6,6 +6,9 @@
 //! * [`netns`]: named network namespaces, per-thread setns, raw packet sockets.
 //! * [`table`]: desired tables in a line each.
 //! * [`e2e`]: end-to-end runs on the lab (`cargo xtask lab`): xdirectord, real servers, clients.
+//! * [`director`]: a one-real director in namespaces of its own, for the operations tests (the
+//!   package and its systemd unit, Pacemaker, heartbeat).
+pub mod director;
 pub mod e2e;
 pub mod harness;
 pub mod netns;
