@@ -12,6 +12,9 @@
 //! With two positional arguments the first is the configuration; with one it is the command
 //! and the configuration is `ldirectord.cf`; further ones are ignored, as ldirectord does. An
 //! unknown option or command prints the usage and exits 255.
+//!
+//! The usage and `--help` texts come from [`crate::usage`], which also makes the man page and the
+//! bash completion; its tables and this parser are checked against each other below.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
@@ -240,61 +243,6 @@ fn parse_show(args: &[&OsString]) -> Invocation {
     Invocation::Show { config, view, json }
 }
 
-/// pod2usage's text for xdirectord.
-pub const USAGE: &str = "\
-Usage:
-    xdirectord [-d|--debug] [--backend auto|xdp|ipvs] [--interface IF[,IF...]] [--]
-    [configfile] start | stop | restart | try-restart | reload | force-reload | status
-
-    xdirectord -t [configfile]
-
-    xdirectord show [configfile] [--stats|--rate] [--json]
-
-    xdirectord [-h|-?|--help|-v|--version]
-
-";
-
-/// `-h`: ldirectord shows its manual; this is the part about the command line.
-pub const HELP: &str = "\
-Options:
-    configfile: the configuration, looked up as /etc/ha.d/configfile, then
-    /etc/ha.d/conf/configfile, then configfile itself (default: ldirectord.cf).
-    It is an ldirectord configuration file; every ldirectord directive works.
-
-    -d|--debug Don't start as daemon and log to standard error.
-
-    --backend auto|xdp|ipvs Use this data plane for every virtual service
-    (default: each virtual's backend, else the file's, else auto: XDP where
-    the XDP program can serve the virtual, IPVS for the rest).
-
-    --interface IF[,IF...] Attach the XDP program to these interfaces (default:
-    the file's interface).
-
-    -t Check the configuration, print its errors and warnings, exit 0 or 2.
-
-    -h|--help Print this help and exit.
-
-    -v|--version Print version and exit.
-
-    start the daemon for the specified configuration.
-
-    stop the daemon for the specified configuration. This is the same as
-    sending a TERM signal to the running daemon.
-
-    restart the daemon for the specified configuration. The same as stopping
-    and starting.
-
-    reload the configuration file: changed, added and removed virtual services
-    take effect; unchanged real servers keep their state. This is the same as
-    sending a HUP signal to the running daemon.
-
-    status of the running daemon for the specified configuration.
-
-    show the table the data planes hold, as ipvsadm -L -n shows it (--stats:
-    with counters; --rate: rates per second; --json: as JSON), and what
-    forwards it (xdirectord show --help).
-";
-
 /// `-v`.
 pub fn version_text() -> String {
     format!(
@@ -311,7 +259,7 @@ pub fn main() -> i32 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match parse(&args) {
         Invocation::Help => {
-            print!("{USAGE}{HELP}");
+            print!("{}", crate::usage::help_text());
             0
         }
         Invocation::Version => {
@@ -322,7 +270,7 @@ pub fn main() -> i32 {
             if let Some(error) = error {
                 eprintln!("{error}");
             }
-            print!("{USAGE}");
+            print!("{}", crate::usage::usage_text());
             255
         }
         Invocation::Test { overrides, config } => crate::daemon::check_config(
@@ -421,6 +369,50 @@ mod tests {
         assert_eq!(p(&["-?"]), Invocation::Help);
         assert_eq!(p(&["--version"]), Invocation::Version);
         assert_eq!(p(&["-vh"]), Invocation::Help);
+    }
+
+    #[test]
+    fn the_documented_commands_and_options_are_the_parsed_ones() {
+        use crate::usage::{COMMANDS, ITEMS, Kind, SHOW_OPTIONS, Takes};
+        for word in COMMANDS {
+            let command = Command::from_arg(OsStr::new(word)).expect(word);
+            assert_eq!(command.as_str(), *word);
+        }
+        for flag in ITEMS.iter().filter_map(|i| match i.kind {
+            Kind::Option(_) => i.term.split_whitespace().next(),
+            _ => None,
+        }) {
+            for flag in flag.split('|') {
+                let args: &[&str] = match flag {
+                    "--backend" => &[flag, "xdp", "status"],
+                    "--interface" => &[flag, "eth0", "status"],
+                    _ => &[flag, "status"],
+                };
+                assert!(
+                    !matches!(p(args), Invocation::Usage { error: Some(_) }),
+                    "{flag} is documented but refused"
+                );
+            }
+        }
+        let Some(Kind::Option(Takes::OneOf(backends))) = ITEMS
+            .iter()
+            .find(|i| i.term.starts_with("--backend"))
+            .map(|i| i.kind)
+        else {
+            panic!("--backend is documented");
+        };
+        for backend in backends {
+            assert!(matches!(
+                p(&["--backend", backend, "status"]),
+                Invocation::Instance(_)
+            ));
+        }
+        for option in SHOW_OPTIONS {
+            assert!(matches!(
+                p(&["show", option]),
+                Invocation::Show { .. } | Invocation::ShowHelp
+            ));
+        }
     }
 
     #[test]

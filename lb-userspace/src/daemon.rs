@@ -74,13 +74,12 @@ pub fn open_backend(config: &Config, overrides: &BackendOverrides) -> Result<Ope
         match IpvsBackend::open(scope) {
             Ok(ipvs) => Some(ipvs),
             Err(e) => {
-                let first = choices
-                    .iter()
-                    .zip(&config.virtuals)
-                    .find(|(c, _)| c.backend == BackendKind::Ipvs)
-                    .map(|(c, vs)| format!("virtual service {} needs IPVS ({})", vs.id, c.why))
-                    .unwrap_or_default();
-                return Err(BackendError::Unsupported(format!("{first}, but {e}")));
+                return Err(BackendError::Unsupported(unavailable_text(
+                    config,
+                    &choices,
+                    BackendKind::Ipvs,
+                    &e,
+                )));
             }
         }
     } else {
@@ -92,6 +91,52 @@ pub fn open_backend(config: &Config, overrides: &BackendOverrides) -> Result<Ope
         placement,
         lines: placement::lines(config, &choices),
     })
+}
+
+/// `virtual service V needs IPVS (why), but <why not>`: the first virtual placed on a data
+/// plane that cannot be opened.
+fn unavailable_text(
+    config: &Config,
+    choices: &[placement::Choice],
+    kind: BackendKind,
+    e: &BackendError,
+) -> String {
+    let name = match kind {
+        BackendKind::Ipvs => "IPVS",
+        _ => "XDP",
+    };
+    choices
+        .iter()
+        .zip(&config.virtuals)
+        .find(|(c, _)| c.backend == kind)
+        .map_or_else(
+            || format!("{name}: {e}"),
+            |(c, vs)| {
+                format!(
+                    "virtual service {} needs {name} ({}), but {e}",
+                    vs.id, c.why
+                )
+            },
+        )
+}
+
+/// The same, as an error in the file at the virtual's line (a reload that needs it is refused).
+fn unavailable(
+    config: &Config,
+    choices: &[placement::Choice],
+    kind: BackendKind,
+    e: &BackendError,
+) -> ConfigError {
+    let line = choices
+        .iter()
+        .zip(&config.virtuals)
+        .find(|(c, _)| c.backend == kind)
+        .map_or(0, |(_, vs)| vs.line);
+    ConfigError::Invalid {
+        path: config.path.clone(),
+        warnings: config.warnings.clone(),
+        error: checks::error(line, unavailable_text(config, choices, kind, e)),
+    }
 }
 
 /// The checks xdirectord makes before it uses a configuration, beyond lb-config's: every
@@ -150,27 +195,6 @@ pub fn reread(
     config.path = current.path.clone();
     config.name = current.name.clone();
     preflight(&mut config, overrides)?;
-    // A virtual the new file puts on IPVS needs IPVS now: without it, the reload is refused
-    // and the running configuration stays, as for any other error in the file.
-    if let Ok(choices) = placement::place(&config, overrides)
-        && let Some((choice, vs)) = choices
-            .iter()
-            .zip(&config.virtuals)
-            .find(|(c, _)| c.backend == BackendKind::Ipvs)
-        && let Err(e) = crate::backend::ipvs::netlink::IpvsSocket::open()
-    {
-        return Err(ConfigError::Invalid {
-            path: config.path.clone(),
-            warnings: config.warnings.clone(),
-            error: checks::error(
-                vs.line,
-                format!(
-                    "virtual service {} needs IPVS ({}), but {e}",
-                    vs.id, choice.why
-                ),
-            ),
-        });
-    }
     Ok(config)
 }
 
@@ -380,16 +404,25 @@ impl AgentLoop {
 
     /// A reload: the file again, and if it is good, the new configuration in force.
     async fn reload(&mut self) -> bool {
+        let refuse = |logger: &Logger, e: ConfigError| {
+            // ldirectord logs the error and keeps the configuration it runs.
+            for line in e.render(std::process::id()).lines() {
+                logger.log(line);
+            }
+            false
+        };
         let config = match reread(&self.config, &self.watch.path, &self.settings.overrides) {
             Ok(config) => config,
-            Err(e) => {
-                // ldirectord logs the error and keeps the configuration it runs.
-                for line in e.render(std::process::id()).lines() {
-                    self.settings.logger.log(line);
-                }
-                return false;
-            }
+            Err(e) => return refuse(&self.settings.logger, e),
         };
+        // Preflight placed every virtual already; a data plane the new file needs must open
+        // (IPVS on a kernel without it does not): otherwise the reload is refused too.
+        let choices = placement::place(&config, &self.settings.overrides).unwrap_or_default();
+        let placement = placement::placement(&choices);
+        if let Err((kind, e)) = self.director.prepare(placement.clone()).await {
+            let error = unavailable(&config, &choices, kind, &e);
+            return refuse(&self.settings.logger, error);
+        }
         for warning in &config.warnings {
             self.settings
                 .logger
@@ -407,15 +440,10 @@ impl AgentLoop {
             let sink = LogSink::for_config(&config, self.settings.debug);
             self.settings.logger.set_sink(sink);
         }
-        // Preflight placed every virtual already; a virtual whose data plane changed moves.
-        let placement = placement::place(&config, &self.settings.overrides)
-            .map(|choices| {
-                for line in placement::lines(&config, &choices) {
-                    self.settings.logger.log(line);
-                }
-                placement::placement(&choices)
-            })
-            .unwrap_or_default();
+        for line in placement::lines(&config, &choices) {
+            self.settings.logger.log(line);
+        }
+        // A virtual whose data plane changed moves.
         self.director.reload(config.clone(), placement).await;
         self.config = config;
         true

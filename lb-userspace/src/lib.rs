@@ -12,6 +12,8 @@
 //! * [`live`]: what a data plane holds now, with counters, read back from it.
 //! * [`objects`]: the compiled XDP programs, embedded.
 //! * [`cli`]: the command line, read as ldirectord reads its own; the binary's entry.
+//! * [`usage`]: the command line's documentation, the one source of `--help`, the man page and
+//!   the bash completion.
 //! * [`control`]: the instance commands (start, stop, status, …) with ldirectord's exit codes
 //!   and messages; pid file, daemonising, signals.
 //! * [`daemon`]: the running agent (director, alert and hook queues, `execute` instances,
@@ -36,3 +38,4 @@ pub mod log;
 pub mod objects;
 pub mod show;
 pub mod table;
+pub mod usage;

@@ -157,13 +157,26 @@ fn a_stale_pid_file_is_status_1() {
     for program in ["xdirectord", "ldirectord"] {
         std::fs::write(site.pid_file(program), format!("{}\n", sleeper.0.id())).unwrap();
     }
-    let out = same_as_ldirectord(&[site.arg(), "status"], true);
+    let args = [site.arg(), "status"];
+    let (ours, theirs) = (xdirectord(&args), run(LDIRECTORD, &args));
     drop(sleeper);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(ours.status.code(), Some(1));
+    assert_eq!(ours.status.code(), theirs.status.code());
+    assert_eq!(text(&ours.stdout), as_xdirectord(&theirs.stdout));
+    // ldirectord's own words, with xdirectord's pid file: Pacemaker's resource agent looks for
+    // "ldirectord stale pid file" to tell a dead daemon from an error (tests/tests/pacemaker.rs).
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&theirs.stderr),
         format!(
-            "xdirectord stale pid file {} for {}\n",
+            "ldirectord stale pid file {} for {}\n",
+            site.pid_file("ldirectord").display(),
+            site.arg()
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stderr),
+        format!(
+            "ldirectord stale pid file {} for {}\n",
             site.pid_file("xdirectord").display(),
             site.arg()
         )

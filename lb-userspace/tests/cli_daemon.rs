@@ -229,7 +229,17 @@ fn start_status_reload_restart_stop() {
 
     let out = output(netns.xdirectord(&[site.arg(), "stop"]));
     assert_eq!(out.status.code(), Some(0));
-    site.wait_until_gone();
+    // Unlike ldirectord's, stop returns once the daemon has exited (a resource agent's monitor
+    // or start follows at once).
+    // (A daemon that exited has no command line, also while a zombie.)
+    assert!(
+        std::fs::read(format!("/proc/{new_pid}/cmdline")).map_or(true, |c| c.is_empty()),
+        "the daemon still runs after stop returned"
+    );
+    assert!(
+        !site.pid_file().exists(),
+        "the pid file outlived the daemon"
+    );
     let out = output(netns.xdirectord(&[site.arg(), "status"]));
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(

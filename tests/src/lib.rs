@@ -7,6 +7,9 @@
 //! * [`table`]: desired tables in a line each.
 //! * [`e2e`]: end-to-end runs on the lab (`cargo xtask lab`): xdirectord, real servers, clients.
 //! * [`vm`]: the IPVS test guest (Debian's 6.1 kernel under QEMU): jobs run in it.
+//! * [`director`]: a one-real director in namespaces of its own, for the operations tests (the
+//!   package and its systemd unit, Pacemaker, heartbeat).
+pub mod director;
 pub mod e2e;
 pub mod harness;
 pub mod netns;

@@ -26,6 +26,7 @@ pub mod bench;
 pub mod bench_checks;
 pub mod demo;
 pub mod lab;
+pub mod package;
 pub mod setup;
 pub mod vm;
 

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use std::process::Command;
-use xtask::{bench, cargo, demo, lab, run, setup, vm, workspace_root, xdirectord_binary};
+use xtask::{bench, cargo, demo, lab, package, run, setup, vm, workspace_root, xdirectord_binary};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -13,6 +13,7 @@ usage: cargo xtask <command>
   build             build everything (the XDP programs and the xdirectord binary)
   run [-- ARGS]     build, then run xdirectord with ARGS
   test              formatting, clippy and every test (as CI runs them; needs root)
+  package           the Debian package (release build): target/package/xdirectord_<version>_<arch>.deb
   bench             the benchmarks, side by side with their yardsticks; figures in target/bench/
   demo              build, then show xdirectord at work in the lab: balancing, failover, fallback,
                     recovery (needs root; takes the lab down at the end)
@@ -47,6 +48,10 @@ fn main() -> Result<()> {
         "test" => {
             setup::setup()?;
             test()
+        }
+        "package" => {
+            setup::setup()?;
+            package::package()
         }
         "bench" => {
             setup::setup()?;

@@ -21,6 +21,12 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-system-x86", // the IPVS test guest (this kernel has no IPVS): xtask/src/vm.rs
     "busybox-static",  // the guest's initramfs
     "iputils-ping",    // ping: the test guest's smoke test, debugging
+    "dpkg-dev",        // dpkg-shlibdeps: the package's library dependencies (`cargo xtask package`)
+    "systemd",         // systemd-analyze verify for the package's unit (no systemd as PID 1 needed)
+    "man-db",          // `man` for the package's man page (systemd-analyze checks Documentation=)
+    "procps",          // pgrep, which the Pacemaker resource agent falls back to
+    "resource-agents", // Pacemaker's ocf:heartbeat:ldirectord and ocf-tester, run against xdirectord
+    "heartbeat",       // heartbeat's ResourceManager, which runs /etc/ha.d/resource.d scripts
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -153,6 +153,16 @@ impl Backend for Hybrid {
         Ok(notes)
     }
 
+    fn prepare(
+        &mut self,
+        kinds: &BTreeSet<BackendKind>,
+    ) -> Result<(), (BackendKind, BackendError)> {
+        for &kind in kinds {
+            self.backend(kind).map_err(|e| (kind, e))?;
+        }
+        Ok(())
+    }
+
     fn shutdown(&mut self) -> Result<(), BackendError> {
         if let Some(xdp) = &mut self.xdp {
             xdp.shutdown()?;

@@ -10,7 +10,9 @@ pub mod ipvs;
 pub mod placement;
 pub mod xdp;
 
-use crate::table::{DesiredTable, diff::Op};
+use std::collections::BTreeSet;
+
+use crate::table::{BackendKind, DesiredTable, diff::Op};
 
 /// Why a backend could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,16 @@ pub trait Backend: Send {
     fn refresh(&mut self, desired: Option<&DesiredTable>) -> Result<Notes, BackendError> {
         let _ = desired;
         Ok(Notes::new())
+    }
+
+    /// Before a reload puts virtuals on the data planes `kinds`: opens those not open yet. `Err`
+    /// names the one that cannot be opened (the reload is then refused).
+    fn prepare(
+        &mut self,
+        kinds: &BTreeSet<BackendKind>,
+    ) -> Result<(), (BackendKind, BackendError)> {
+        let _ = kinds;
+        Ok(())
     }
 
     /// The agent is exiting, after its last `apply`. A backend whose data plane then holds

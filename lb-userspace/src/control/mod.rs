@@ -5,10 +5,10 @@
 //! | command | running | not running |
 //! |---|---|---|
 //! | start | 0, nothing done | start (daemon unless `-d` or `supervised`) |
-//! | stop | TERM, 0 | 0 |
+//! | stop | TERM, waits until it has exited, 0 | 0 |
 //! | restart, try-restart | TERM, wait for the pid file to go, start | restart: start; try-restart: 0 |
 //! | reload, force-reload | HUP, 0 | logs `xdirectord is stopped for CONFIG`, 1 |
-//! | status | stderr `… is running with pid: N`, 0 | stdout `xdirectord is stopped for CONFIG`, 3 (1 with a stale pid file) |
+//! | status | stderr `… is running with pid: N`, 0 | stdout `xdirectord is stopped for CONFIG`, 3 (1 and stderr `ldirectord stale pid file …` with a stale pid file) |
 //!
 //! Every command reads the configuration first: not found is 1, invalid is 2.
 
@@ -108,6 +108,12 @@ pub fn run(args: &InstanceArgs) -> i32 {
             Command::Stop => {
                 // SAFETY: kill has no memory-safety preconditions.
                 unsafe { libc::kill(running, libc::SIGTERM) };
+                // ldirectord returns at once. Pacemaker's resource agent and systemd's ExecStop
+                // take the command's return for "stopped": a monitor or start right after it
+                // must not find the old daemon still cleaning up.
+                while pidfile::is_xdirectord(running) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return done(0);
             }
             Command::Restart | Command::TryRestart => {
@@ -141,8 +147,11 @@ pub fn run(args: &InstanceArgs) -> i32 {
             Command::Stop | Command::TryRestart => return done(0),
             Command::Status => {
                 let status = if state == PidState::Stale {
+                    // The one message that keeps ldirectord's name: Pacemaker's
+                    // ocf:heartbeat:ldirectord greps the status output for "ldirectord stale
+                    // pid file" to tell a dead daemon (not running, restart it) from an error.
                     let text = format!(
-                        "xdirectord stale pid file {} for {shown}",
+                        "ldirectord stale pid file {} for {shown}",
                         pidfile.path().display()
                     );
                     eprintln!("{text}");
@@ -232,9 +241,12 @@ fn serve(
         Start::Daemon(ready) => (Some(ready), None),
         Start::Foreground(line) => (None, Some(line)),
     };
+    let pidfile = PidFile::for_config(&config.name);
     let fail = |ready: Option<Ready>, message: &str| {
         logger.log(message);
         if let Some(ready) = ready {
+            // Gone before `start` returns, so that whoever ran it finds no pid file.
+            pidfile.remove();
             ready.fail(message);
         } else if !debug {
             eprintln!("{message}");

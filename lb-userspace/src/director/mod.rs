@@ -91,7 +91,11 @@ pub struct Snapshot {
     pub runner: RunnerStats,
 }
 
+/// A data plane a reload needs that cannot be opened, and why.
+pub type Unavailable = (crate::table::BackendKind, crate::backend::BackendError);
+
 enum Request {
+    Prepare(Placement, oneshot::Sender<Result<(), Unavailable>>),
     Reload(Box<Config>, Placement, oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
     Snapshot(oneshot::Sender<Snapshot>),
@@ -104,6 +108,21 @@ pub struct DirectorHandle {
 }
 
 impl DirectorHandle {
+    /// Opens the data planes `placement` puts virtuals on, before a reload that needs them;
+    /// `Err` names one that cannot be opened.
+    pub async fn prepare(&self, placement: Placement) -> Result<(), Unavailable> {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Request::Prepare(placement, done))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        wait.await.unwrap_or(Ok(()))
+    }
+
     /// Replaces the configuration (already read and checked, its virtuals placed) and waits
     /// until it is in force.
     pub async fn reload(&self, config: Config, placement: Placement) {
@@ -205,6 +224,10 @@ impl Director {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 request = self.requests.recv() => match request {
+                    Some(Request::Prepare(placement, done)) => {
+                        let kinds = placement.values().copied().collect();
+                        let _ = done.send(self.backend.prepare(&kinds));
+                    }
                     Some(Request::Reload(config, placement, done)) => {
                         self.reload(*config, placement);
                         let _ = done.send(());
