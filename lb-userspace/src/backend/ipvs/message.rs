@@ -22,6 +22,8 @@ pub mod cmd {
     pub const SET_DEST: u8 = 6;
     pub const DEL_DEST: u8 = 7;
     pub const GET_DEST: u8 = 8;
+    /// GET_INFO's answer.
+    pub const SET_INFO: u8 = 14;
     pub const GET_INFO: u8 = 15;
 }
 
@@ -265,13 +267,16 @@ impl Emitable for IpvsMessage {
 
 impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
     fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
+        // Only service and destination messages nest; the info (and config) answers' attributes
+        // are top-level, and share their numbers (version is 1, as SERVICE is).
+        let nests = (cmd::NEW_SERVICE..=cmd::GET_DEST).contains(&header.cmd);
         let mut attrs = Vec::new();
         for nla in NlasIterator::new(buf) {
             let nla = nla?;
             let kind = nla.kind();
             attrs.push(match kind {
-                CMD_ATTR_SERVICE => Attr::Service(fields(nla.value())?),
-                CMD_ATTR_DEST => Attr::Dest(fields(nla.value())?),
+                CMD_ATTR_SERVICE if nests => Attr::Service(fields(nla.value())?),
+                CMD_ATTR_DEST if nests => Attr::Dest(fields(nla.value())?),
                 _ => Attr::Other(DefaultNla::parse(&nla)?),
             });
         }
@@ -681,6 +686,33 @@ mod tests {
         assert_eq!(
             (read.stats.conns, read.stats.inpkts, read.stats.inbytes),
             (7, 1000, 123_456_789_012)
+        );
+    }
+
+    /// GET_INFO's answer as ip_vs_genl_get_cmd writes it (SET_INFO, top-level attributes whose
+    /// numbers are SERVICE's and DEST's): it once failed to parse, as a service nest.
+    #[test]
+    fn the_info_answer_reads_back() {
+        #[rustfmt::skip]
+        let bytes: Vec<u8> = [
+            &[8, 0, 1, 0][..], &0x0001_0201u32.to_ne_bytes(), // VERSION 1.2.1
+            &[8, 0, 2, 0], &4096u32.to_ne_bytes(),            // CONN_TAB_SIZE
+        ]
+        .concat();
+        let parsed = IpvsMessage::parse_with_param(
+            &bytes,
+            GenlHeader {
+                cmd: cmd::SET_INFO,
+                version: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.parse_info(),
+            Info {
+                version: 0x0001_0201,
+                conn_tab_size: 4096
+            }
         );
     }
 }

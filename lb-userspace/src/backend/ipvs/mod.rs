@@ -350,6 +350,10 @@ pub struct IpvsBackend {
     /// What the kernel holds of ours, as this backend last left it (the attributes of a
     /// service, sent with each of its destination commands as libipvs sends them).
     model: DesiredTable,
+    /// The ops the kernel refused when last tried (a scheduler it lacks…): [`Backend::refresh`]
+    /// does not try them again each second, which would log the refusal each second; the
+    /// director's retry of a failed apply does, with its backoff.
+    refused: Vec<Op>,
 }
 
 impl IpvsBackend {
@@ -360,6 +364,7 @@ impl IpvsBackend {
             socket,
             scope,
             model: DesiredTable::default(),
+            refused: Vec::new(),
         };
         backend.model = backend.held()?;
         Ok(backend)
@@ -374,6 +379,7 @@ impl IpvsBackend {
             socket: std::sync::Mutex::new(socket),
             scope,
             model: DesiredTable::default(),
+            refused: Vec::new(),
         };
         backend.model = backend.held().ok()?;
         Some(backend)
@@ -525,9 +531,13 @@ impl Backend for IpvsBackend {
             if let Op::AddVirtual { key, .. } = op {
                 self.scope.insert(*key);
             }
+            self.refused.retain(|r| r != op);
             match self.execute(op) {
                 Ok(()) => self.model.apply_ops(std::slice::from_ref(op)),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    self.refused.push(op.clone());
+                }
             }
         }
         if errors.is_empty() {
@@ -574,7 +584,8 @@ impl Backend for IpvsBackend {
                 .is_some_and(|f| wanted.reals.iter().any(|r| r.dest(key) == f.dest(key)));
             service.claim_fallback(key, wanted.fallback.as_ref(), also_a_real);
         }
-        let ops = diff::diff(&kernel, &ours);
+        let mut ops = diff::diff(&kernel, &ours);
+        ops.retain(|op| !self.refused.contains(op));
         if ops.is_empty() {
             return Ok(Notes::new());
         }
