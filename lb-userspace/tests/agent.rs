@@ -345,12 +345,15 @@ async fn reload_changes_only_what_changed_and_keeps_the_state_of_unchanged_reals
     // A file lb-health cannot check: refused the same way.
     write(
         &run.path,
-        &after.replace("\tservice=http\n\treceive=\"ok\"\n\n", "\tservice=ftp\n\n"),
+        &after.replace(
+            "\tservice=http\n\treceive=\"ok\"\n\n",
+            "\tservice=http_proxy\n\n",
+        ),
     );
     assert!(!handle.reload().await);
     wait_for_line(
         &run.lines,
-        "service ftp is not supported by negotiate checks yet",
+        "service http_proxy needs request to be an absolute URL",
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
