@@ -12,8 +12,9 @@
 
 use std::net::SocketAddr;
 
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, StdStream};
 
+use crate::line;
 use crate::outcome::Outcome;
 use crate::receive::Receive;
 use crate::spec::{Login, bracketed};
@@ -32,11 +33,25 @@ impl LdapCheck {
     pub(crate) async fn run(&self, addr: SocketAddr) -> Outcome {
         let scheme = if self.tls { "ldaps" } else { "ldap" };
         let url = format!("{scheme}://{}:{}", bracketed(addr.ip()), addr.port());
-        let settings = LdapConnSettings::new().set_no_tls_verify(true);
-        let (connection, mut ldap) = match LdapConnAsync::with_settings(settings, &url).await {
-            Ok(pair) => pair,
-            Err(e) => return Outcome::down(format!("connect {url}: {e}")),
+        // The connection is ours, handed to ldap3; the URL it gets only chooses plain or TLS
+        // and the TLS server name. An IPv4 literal there sends no SNI, as for any address
+        // (ldap3 cannot take an IPv6 literal as a TLS name).
+        let stream = match line::connect(addr)
+            .await
+            .and_then(|s| s.into_std().map_err(|e| format!("connect {url}: {e}")))
+        {
+            Ok(stream) => stream,
+            Err(e) => return Outcome::down(e),
         };
+        let settings = LdapConnSettings::new()
+            .set_no_tls_verify(true)
+            .set_std_stream(StdStream::Tcp(stream));
+        let placeholder = format!("{scheme}://0.0.0.0:{}", addr.port());
+        let (connection, mut ldap) =
+            match LdapConnAsync::with_settings(settings, &placeholder).await {
+                Ok(pair) => pair,
+                Err(e) => return Outcome::down(format!("{url}: {e}")),
+            };
         // The connection does the I/O beside the session, in this task: the check's deadline
         // drops both.
         let session = async {

@@ -7,12 +7,13 @@
 //! * With `login`, Mail::POP3Client's "BEST" order: `APOP` when the greeting holds a message
 //!   id (followed by `NOOP`, as the library sends it); else, or when APOP is refused, `AUTH
 //!   CRAM-MD5` when `CAPA` lists it under `SASL`; else, or when that is refused, `USER` and
-//!   `PASS`. Then `STAT` must answer `+OK`. Up iff it does; `QUIT` is sent.
+//!   `PASS`. Up iff one of them is accepted. `STAT` is then sent, as the library sends it, but
+//!   its answer does not change the verdict: ldirectord calls `login()` a second time, which
+//!   returns true as soon as the constructor's login reached the transaction state (so an
+//!   empty mailbox, whose message count 0 the first login returned, is up there too). `QUIT`
+//!   is sent.
 //! * pops: TLS from the start, verified as IO::Socket::SSL verifies by default (the chain
 //!   against the system's store, and the real's address as the name; `tls`).
-//!
-//! Difference: after APOP or CRAM-MD5, Mail::POP3Client's login returns the message count, so
-//! ldirectord reports a real with an empty mailbox down; here `+OK` to STAT is up.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -61,12 +62,14 @@ where
         return Ok(Outcome::up(greeting));
     };
     let outcome = if log_in(&mut lines, &greeting, login).await? {
-        let stat = ask(&mut lines, "STAT").await?;
-        if is_ok(&stat) {
-            Outcome::up(format!("logged in as {}: {stat}", login.user))
-        } else {
-            Outcome::down(format!("STAT: {}", excerpt(&stat)))
-        }
+        let stat = ask(&mut lines, "STAT")
+            .await
+            .unwrap_or_else(|e| format!("no answer ({e})"));
+        Outcome::up(format!(
+            "logged in as {}; STAT: {}",
+            login.user,
+            excerpt(&stat)
+        ))
     } else {
         Outcome::down(format!("login as {} refused", login.user))
     };

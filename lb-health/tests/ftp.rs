@@ -69,7 +69,11 @@ async fn both(spec: CheckSpec, ldirectord_args: &[(&str, &str)]) -> CheckOutcome
     let outcome = check_once(spec.clone()).await;
     let addr = SocketAddr::new(spec.real.ip(), spec.check_port);
     let theirs = ldirectord_says("ftp", addr, ldirectord_args).await;
-    assert_eq!(theirs, Some(outcome.up), "ldirectord disagrees: ours {outcome:?}");
+    assert_eq!(
+        theirs,
+        Some(outcome.up),
+        "ldirectord disagrees: ours {outcome:?}"
+    );
     outcome
 }
 
@@ -79,7 +83,10 @@ async fn ftp_against_vsftpd() {
     let _v4 = vsftpd(V4, port);
     let _v6 = vsftpd(V6, port);
     let addr = SocketAddr::new(V4, port);
-    let anonymous = [("login", "anonymous"), ("passwd", "ldirectord@xdirectord.test")];
+    let anonymous = [
+        ("login", "anonymous"),
+        ("passwd", "ldirectord@xdirectord.test"),
+    ];
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut all = anonymous.to_vec();
         all.extend_from_slice(extra);
@@ -107,12 +114,20 @@ async fn ftp_against_vsftpd() {
     )
     .await;
     assert!(!missing.up);
-    assert!(missing.reason.contains("RETR /missing.txt: \"550"), "{missing:?}");
+    assert!(
+        missing.reason.contains("RETR /missing.txt: \"550"),
+        "{missing:?}"
+    );
 
     // vsftpd here takes anonymous users only: a named login is refused, so is the file.
     let refused = both(
         ftp(addr, "welcome.msg", "Welcome", Some(("probe", "wrong"))),
-        &[("login", "probe"), ("passwd", "wrong"), ("request", "welcome.msg"), ("receive", "Welcome")],
+        &[
+            ("login", "probe"),
+            ("passwd", "wrong"),
+            ("request", "welcome.msg"),
+            ("receive", "Welcome"),
+        ],
     )
     .await;
     assert!(!refused.up);
@@ -123,10 +138,22 @@ async fn ftp_against_vsftpd() {
     assert!(big.up, "{big:?}");
 
     // IPv6: EPSV, and the data connection to the real's address.
-    let v6 = check_once(ftp(SocketAddr::new(V6, port), "welcome.msg", "Welcome", None)).await;
+    let v6 = check_once(ftp(
+        SocketAddr::new(V6, port),
+        "welcome.msg",
+        "Welcome",
+        None,
+    ))
+    .await;
     assert!(v6.up, "{v6:?}");
 
-    let closed = check_once(ftp(SocketAddr::new(V4, free_port()), "welcome.msg", "Welcome", None)).await;
+    let closed = check_once(ftp(
+        SocketAddr::new(V4, free_port()),
+        "welcome.msg",
+        "Welcome",
+        None,
+    ))
+    .await;
     assert!(!closed.up);
     assert!(closed.reason.contains("refused"), "{closed:?}");
 
@@ -140,8 +167,14 @@ async fn ftp_against_vsftpd() {
     // Garbage and an endless line: bounded, down.
     let garbage = Sends::on(V4, b"SSH-2.0-OpenSSH_9.2\r\n".to_vec());
     let outcome = check_once(ftp(garbage.addr, "welcome.msg", "Welcome", None)).await;
-    assert!(!outcome.up && outcome.reason.contains("not a reply"), "{outcome:?}");
+    assert!(
+        !outcome.up && outcome.reason.contains("not a reply"),
+        "{outcome:?}"
+    );
     let endless = Sends::on(V4, vec![b'2'; 1024 * 1024]);
     let outcome = check_once(ftp(endless.addr, "welcome.msg", "Welcome", None)).await;
-    assert!(!outcome.up && outcome.reason.contains("line of over"), "{outcome:?}");
+    assert!(
+        !outcome.up && outcome.reason.contains("line of over"),
+        "{outcome:?}"
+    );
 }

@@ -55,7 +55,9 @@ fn exim() -> Exim {
     let mut server = Server::start(
         "exim",
         dir,
-        Command::new("/usr/sbin/exim4").args(["-bdf", "-C"]).arg(&conf),
+        Command::new("/usr/sbin/exim4")
+            .args(["-bdf", "-C"])
+            .arg(&conf),
     );
     for port in [normal, no_ehlo, refused] {
         server.wait_tcp(SocketAddr::new(V4, port));
@@ -88,7 +90,11 @@ fn dovecot() -> Dovecot {
     let certs = certificates(&["127.0.0.1", "localhost"]);
     std::fs::write(d.join("cert.pem"), &certs.cert_pem).unwrap();
     std::fs::write(d.join("key.pem"), &certs.key_pem).unwrap();
-    std::fs::write(d.join("users"), "probe:{PLAIN}s3cret\nempty:{PLAIN}s3cret\n").unwrap();
+    std::fs::write(
+        d.join("users"),
+        "probe:{PLAIN}s3cret\nempty:{PLAIN}s3cret\n",
+    )
+    .unwrap();
     let new = d.join("home/probe/Maildir/new");
     std::fs::create_dir_all(&new).unwrap();
     for sub in ["cur", "tmp"] {
@@ -125,7 +131,10 @@ fn dovecot() -> Dovecot {
     let mut server = Server::start(
         "dovecot",
         dir,
-        Command::new("/usr/sbin/dovecot").arg("-F").arg("-c").arg(&conf),
+        Command::new("/usr/sbin/dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf),
     );
     for port in [imap, imaps, pop3, pop3s] {
         server.wait_tcp(SocketAddr::new(V4, port));
@@ -172,8 +181,14 @@ async fn smtp_against_exim() {
     let at = |port| SocketAddr::new(V4, port);
 
     let up = check_once(negotiate(at(exim.normal), Service::Smtp)).await;
-    assert!(up.up && up.reason.starts_with("220 xdirectord.test ESMTP Exim"), "{up:?}");
-    assert_eq!(ldirectord_says("smtp", at(exim.normal), &[]).await, Some(true));
+    assert!(
+        up.up && up.reason.starts_with("220 xdirectord.test ESMTP Exim"),
+        "{up:?}"
+    );
+    assert_eq!(
+        ldirectord_says("smtp", at(exim.normal), &[]).await,
+        Some(true)
+    );
 
     let submission = check_once(negotiate(at(exim.normal), Service::Submission)).await;
     assert!(submission.up, "{submission:?}");
@@ -181,27 +196,45 @@ async fn smtp_against_exim() {
     // EHLO refused with 550: HELO, as Net::SMTP falls back.
     let helo = check_once(negotiate(at(exim.no_ehlo), Service::Smtp)).await;
     assert!(helo.up, "{helo:?}");
-    assert_eq!(ldirectord_says("smtp", at(exim.no_ehlo), &[]).await, Some(true));
+    assert_eq!(
+        ldirectord_says("smtp", at(exim.no_ehlo), &[]).await,
+        Some(true)
+    );
 
     let refused = check_once(negotiate(at(exim.refused), Service::Smtp)).await;
     assert!(!refused.up && refused.reason.contains("550"), "{refused:?}");
-    assert_eq!(ldirectord_says("smtp", at(exim.refused), &[]).await, Some(false));
+    assert_eq!(
+        ldirectord_says("smtp", at(exim.refused), &[]).await,
+        Some(false)
+    );
 
     let v6 = check_once(negotiate(SocketAddr::new(V6, exim.normal), Service::Smtp)).await;
     assert!(v6.up, "{v6:?}");
 
     let closed = check_once(negotiate(at(free_port()), Service::Smtp)).await;
-    assert!(!closed.up && closed.reason.contains("refused"), "{closed:?}");
-    assert_eq!(ldirectord_says("smtp", closed_addr(), &[]).await, Some(false));
+    assert!(
+        !closed.up && closed.reason.contains("refused"),
+        "{closed:?}"
+    );
+    assert_eq!(
+        ldirectord_says("smtp", closed_addr(), &[]).await,
+        Some(false)
+    );
 
     let stall = Stall::on(V4);
     let outcome = check_once(stalled(stall.tcp, Service::Smtp)).await;
-    assert_eq!((outcome.up, outcome.reason.as_ref()), (false, "timed out after 1s"));
+    assert_eq!(
+        (outcome.up, outcome.reason.as_ref()),
+        (false, "timed out after 1s")
+    );
 
     let huge: Vec<u8> = b"220-a banner that never ends\r\n".repeat(10_000);
     let banner = Sends::on(V4, huge);
     let outcome = check_once(negotiate(banner.addr, Service::Smtp)).await;
-    assert!(!outcome.up && outcome.reason.contains("reply of over"), "{outcome:?}");
+    assert!(
+        !outcome.up && outcome.reason.contains("reply of over"),
+        "{outcome:?}"
+    );
 }
 
 fn closed_addr() -> SocketAddr {
@@ -213,11 +246,7 @@ async fn pop_and_imap_against_dovecot() {
     let dovecot = dovecot();
     let at = |port| SocketAddr::new(V4, port);
     let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        ca_file.path(),
-        pem("CERTIFICATE", &dovecot.certs.ca_der),
-    )
-    .unwrap();
+    std::fs::write(ca_file.path(), pem("CERTIFICATE", &dovecot.certs.ca_der)).unwrap();
     let ca_env = ca_file.path().to_str().unwrap();
     let probe = [("login", "probe"), ("passwd", "s3cret")];
     let wrong = [("login", "probe"), ("passwd", "wrong")];
@@ -228,15 +257,45 @@ async fn pop_and_imap_against_dovecot() {
 
     // imap: greeting only, then LOGIN.
     let greeting = check_once(mailbox(at(dovecot.imap), Service::Imap, None)).await;
-    assert!(greeting.up && greeting.reason.starts_with("* OK"), "{greeting:?}");
-    assert_eq!(ldirectord_says("imap", at(dovecot.imap), &[imap_host]).await, Some(true));
-    let login = check_once(mailbox(at(dovecot.imap), Service::Imap, Some(("probe", "s3cret")))).await;
+    assert!(
+        greeting.up && greeting.reason.starts_with("* OK"),
+        "{greeting:?}"
+    );
+    assert_eq!(
+        ldirectord_says("imap", at(dovecot.imap), &[imap_host]).await,
+        Some(true)
+    );
+    let login = check_once(mailbox(
+        at(dovecot.imap),
+        Service::Imap,
+        Some(("probe", "s3cret")),
+    ))
+    .await;
     assert!(login.up, "{login:?}");
-    assert_eq!(ldirectord_says("imap", at(dovecot.imap), &[imap_host, probe[0], probe[1]]).await, Some(true));
-    let refused = check_once(mailbox(at(dovecot.imap), Service::Imap, Some(("probe", "wrong")))).await;
-    assert!(!refused.up && refused.reason.contains("LOGIN as probe"), "{refused:?}");
-    assert_eq!(ldirectord_says("imap", at(dovecot.imap), &[imap_host, wrong[0], wrong[1]]).await, Some(false));
-    let v6 = check_once(mailbox(SocketAddr::new(V6, dovecot.imap), Service::Imap, Some(("probe", "s3cret")))).await;
+    assert_eq!(
+        ldirectord_says("imap", at(dovecot.imap), &[imap_host, probe[0], probe[1]]).await,
+        Some(true)
+    );
+    let refused = check_once(mailbox(
+        at(dovecot.imap),
+        Service::Imap,
+        Some(("probe", "wrong")),
+    ))
+    .await;
+    assert!(
+        !refused.up && refused.reason.contains("LOGIN as probe"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ldirectord_says("imap", at(dovecot.imap), &[imap_host, wrong[0], wrong[1]]).await,
+        Some(false)
+    );
+    let v6 = check_once(mailbox(
+        SocketAddr::new(V6, dovecot.imap),
+        Service::Imap,
+        Some(("probe", "s3cret")),
+    ))
+    .await;
     assert!(v6.up, "{v6:?}");
 
     // imaps: the chain against the store and the name against the real's address.
@@ -244,49 +303,106 @@ async fn pop_and_imap_against_dovecot() {
     let trusted = check_trusting(imaps.clone(), &dovecot.certs.ca_der).await;
     assert!(trusted.up, "{trusted:?}");
     assert_eq!(
-        ldirectord_says("imaps", at(dovecot.imaps), &[imap_host, probe[0], probe[1], ("ENV:SSL_CERT_FILE", ca_env)]).await,
+        ldirectord_says(
+            "imaps",
+            at(dovecot.imaps),
+            &[imap_host, probe[0], probe[1], ("ENV:SSL_CERT_FILE", ca_env)]
+        )
+        .await,
         Some(true)
     );
     let untrusted = check_once(imaps).await;
-    assert!(!untrusted.up && untrusted.reason.contains("UnknownIssuer"), "{untrusted:?}");
-    assert_eq!(ldirectord_says("imaps", at(dovecot.imaps), &[imap_host, probe[0], probe[1]]).await, Some(false));
+    assert!(
+        !untrusted.up && untrusted.reason.contains("UnknownIssuer"),
+        "{untrusted:?}"
+    );
+    assert_eq!(
+        ldirectord_says("imaps", at(dovecot.imaps), &[imap_host, probe[0], probe[1]]).await,
+        Some(false)
+    );
     // The certificate names 127.0.0.1, not ::1.
     let v6 = mailbox(SocketAddr::new(V6, dovecot.imaps), Service::Imaps, None);
     let misnamed = check_trusting(v6, &dovecot.certs.ca_der).await;
-    assert!(!misnamed.up && misnamed.reason.contains("not valid for name"), "{misnamed:?}");
+    assert!(
+        !misnamed.up && misnamed.reason.contains("not valid for name"),
+        "{misnamed:?}"
+    );
 
     // pop: dovecot offers CRAM-MD5 in CAPA, so both clients log in with it.
-    let pop = check_once(mailbox(at(dovecot.pop3), Service::Pop, Some(("probe", "s3cret")))).await;
+    let pop = check_once(mailbox(
+        at(dovecot.pop3),
+        Service::Pop,
+        Some(("probe", "s3cret")),
+    ))
+    .await;
     assert!(pop.up && pop.reason.contains("+OK 1 "), "{pop:?}");
-    assert_eq!(ldirectord_says("pop", at(dovecot.pop3), &probe).await, Some(true));
-    let refused = check_once(mailbox(at(dovecot.pop3), Service::Pop, Some(("probe", "wrong")))).await;
+    assert_eq!(
+        ldirectord_says("pop", at(dovecot.pop3), &probe).await,
+        Some(true)
+    );
+    let refused = check_once(mailbox(
+        at(dovecot.pop3),
+        Service::Pop,
+        Some(("probe", "wrong")),
+    ))
+    .await;
     assert!(!refused.up, "{refused:?}");
-    assert_eq!(ldirectord_says("pop", at(dovecot.pop3), &wrong).await, Some(false));
+    assert_eq!(
+        ldirectord_says("pop", at(dovecot.pop3), &wrong).await,
+        Some(false)
+    );
     // An empty mailbox is up too (Mail::POP3Client's login returns the message count, 0,
     // but ldirectord's second login() call answers true once logged in).
     let empty = [("login", "empty"), ("passwd", "s3cret")];
-    let outcome = check_once(mailbox(at(dovecot.pop3), Service::Pop, Some(("empty", "s3cret")))).await;
-    assert!(outcome.up && outcome.reason.contains("+OK 0 0"), "{outcome:?}");
-    assert_eq!(ldirectord_says("pop", at(dovecot.pop3), &empty).await, Some(true));
-    let v6 = check_once(mailbox(SocketAddr::new(V6, dovecot.pop3), Service::Pop, Some(("probe", "s3cret")))).await;
+    let outcome = check_once(mailbox(
+        at(dovecot.pop3),
+        Service::Pop,
+        Some(("empty", "s3cret")),
+    ))
+    .await;
+    assert!(
+        outcome.up && outcome.reason.contains("+OK 0 0"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        ldirectord_says("pop", at(dovecot.pop3), &empty).await,
+        Some(true)
+    );
+    let v6 = check_once(mailbox(
+        SocketAddr::new(V6, dovecot.pop3),
+        Service::Pop,
+        Some(("probe", "s3cret")),
+    ))
+    .await;
     assert!(v6.up, "{v6:?}");
 
     // pops, as imaps.
     let pops = mailbox(at(dovecot.pop3s), Service::Pops, Some(("probe", "s3cret")));
     assert!(check_trusting(pops.clone(), &dovecot.certs.ca_der).await.up);
     assert_eq!(
-        ldirectord_says("pops", at(dovecot.pop3s), &[probe[0], probe[1], ("ENV:SSL_CERT_FILE", ca_env)]).await,
+        ldirectord_says(
+            "pops",
+            at(dovecot.pop3s),
+            &[probe[0], probe[1], ("ENV:SSL_CERT_FILE", ca_env)]
+        )
+        .await,
         Some(true)
     );
     let untrusted = check_once(pops).await;
     assert!(!untrusted.up, "{untrusted:?}");
-    assert_eq!(ldirectord_says("pops", at(dovecot.pop3s), &probe).await, Some(false));
+    assert_eq!(
+        ldirectord_says("pops", at(dovecot.pop3s), &probe).await,
+        Some(false)
+    );
 
     // pop without login is up whatever happens, in ldirectord and here: even with nothing
     // listening.
     let closed = closed_addr();
     let anything = check_once(mailbox(closed, Service::Pop, None)).await;
-    assert!(anything.up && anything.reason.contains("refused"), "{anything:?}");
+    assert!(
+        anything.up && anything.reason.contains("refused"),
+        "{anything:?}"
+    );
     assert_eq!(ldirectord_says("pop", closed, &[]).await, Some(true));
     let with_login = check_once(mailbox(closed, Service::Pop, Some(("probe", "s3cret")))).await;
     assert!(!with_login.up, "{with_login:?}");
@@ -296,13 +412,21 @@ async fn pop_and_imap_against_dovecot() {
     let stall = Stall::on(V4);
     for service in [Service::Imap, Service::Imaps] {
         let outcome = check_once(stalled(stall.tcp, service)).await;
-        assert_eq!((outcome.up, outcome.reason.as_ref()), (false, "timed out after 1s"), "{service:?}");
+        assert_eq!(
+            (outcome.up, outcome.reason.as_ref()),
+            (false, "timed out after 1s"),
+            "{service:?}"
+        );
     }
     for service in [Service::Pop, Service::Pops] {
         let mut pop = mailbox(stall.tcp, service, Some(("probe", "s3cret")));
         pop.negotiate_timeout = Duration::from_secs(1);
         let outcome = check_once(pop).await;
-        assert_eq!((outcome.up, outcome.reason.as_ref()), (false, "timed out after 1s"), "{service:?}");
+        assert_eq!(
+            (outcome.up, outcome.reason.as_ref()),
+            (false, "timed out after 1s"),
+            "{service:?}"
+        );
     }
 
     let bye = Sends::on(V4, b"* BYE not today\r\n".to_vec());
@@ -319,5 +443,8 @@ fn pem(label: &str, der: &[u8]) -> String {
         .chunks(64)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }

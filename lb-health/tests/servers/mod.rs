@@ -74,7 +74,9 @@ impl Server {
     /// Waits until `addr` accepts TCP connections; panics with the server's output if it does
     /// not, or if the server exits.
     pub fn wait_tcp(&mut self, addr: SocketAddr) {
-        self.wait_until(addr, || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok());
+        self.wait_until(addr, || {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        });
     }
 
     /// Waits until something listens on UDP `addr` (the kernel no longer refuses a datagram).
@@ -88,8 +90,16 @@ impl Server {
             if ready() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("{} exited ({status}) before listening on {addr}:\n{}", self.name, self.output());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{} exited ({status}) before listening on {addr}:\n{}",
+                    self.name,
+                    self.output()
+                );
             }
             assert!(
                 start.elapsed() < START_TIMEOUT,
@@ -150,10 +160,16 @@ pub fn free_port() -> u16 {
 /// Whether a UDP datagram to `addr` is not refused (an ICMP port unreachable comes back as
 /// ECONNREFUSED on the next receive).
 fn udp_port_open(addr: SocketAddr) -> bool {
-    let local: SocketAddr = if addr.is_ipv4() { (V4, 0).into() } else { (V6, 0).into() };
+    let local: SocketAddr = if addr.is_ipv4() {
+        (V4, 0).into()
+    } else {
+        (V6, 0).into()
+    };
     let socket = UdpSocket::bind(local).unwrap();
     socket.connect(addr).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let _ = socket.send(b"\0");
     let mut buf = [0u8; 16];
     match socket.recv(&mut buf) {
@@ -271,15 +287,21 @@ pub fn certificates(names: &[&str]) -> Certificates {
 }
 
 /// ldirectord's verdict, from a blocking task: see [`ldirectord`].
-pub async fn ldirectord_says(service: &str, real: SocketAddr, settings: &[(&str, &str)]) -> Option<bool> {
+pub async fn ldirectord_says(
+    service: &str,
+    real: SocketAddr,
+    settings: &[(&str, &str)],
+) -> Option<bool> {
     let service = service.to_owned();
     let settings: Vec<(String, String)> = settings
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     tokio::task::spawn_blocking(move || {
-        let settings: Vec<(&str, &str)> =
-            settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         ldirectord(&service, real.ip(), real.port(), &settings)
     })
     .await
@@ -290,7 +312,12 @@ pub async fn ldirectord_says(service: &str, real: SocketAddr, settings: &[(&str,
 /// Perl against `real:port` with these virtual settings (`login`, `passwd`, `request`, …;
 /// a key `ENV:NAME` sets the environment variable NAME instead, e.g. `ENV:SSL_CERT_FILE`).
 /// `None` when ldirectord's check died instead of giving a verdict.
-pub fn ldirectord(service: &str, real: IpAddr, port: u16, settings: &[(&str, &str)]) -> Option<bool> {
+pub fn ldirectord(
+    service: &str,
+    real: IpAddr,
+    port: u16,
+    settings: &[(&str, &str)],
+) -> Option<bool> {
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/ldirectord.pl");
     let server = match real {
         IpAddr::V4(v4) => v4.to_string(),
