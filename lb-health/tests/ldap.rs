@@ -103,7 +103,8 @@ async fn ldap_against_slapd() {
     let base = "dc=example,dc=com";
     let probe_dn = "uid=probe,dc=example,dc=com";
 
-    let cases: [(&str, &str, Option<(&str, &str)>, bool); 6] = [
+    type Bind<'a> = Option<(&'a str, &'a str)>;
+    let cases: [(&str, &str, Bind, bool); 6] = [
         // Anonymous bind, the base entry, its DN matching receive.
         (base, "example", None, true),
         // Blank receive: any one entry.

@@ -347,6 +347,8 @@ async fn pop_and_imap_against_dovecot() {
     ))
     .await;
     assert!(!refused.up, "{refused:?}");
+    // Slow (half a minute): Mail::POP3Client tries every way twice, and dovecot delays
+    // each failure more than the last.
     assert_eq!(
         ldirectord_says("pop", at(dovecot.pop3), &wrong).await,
         Some(false)

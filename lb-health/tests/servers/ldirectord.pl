@@ -18,8 +18,12 @@ close $fh;
 our ($DEBUG, $SERVICE_UP, $SERVICE_DOWN, $HOSTNAME) = (0, 0, 1, 'localhost');
 our $verdict;
 
-# Every top-level sub of ldirectord, as written there.
+# ldirectord's top-level imports (Socket, Socket6, POSIX …), then every top-level sub, as
+# written there.
 my $subs = '';
+while ($source =~ /^(use (?!strict|vars)[^\n]*;)$/mg) {
+	$subs .= "$1\n";
+}
 while ($source =~ /^(sub \w+\s*\n\{.*?\n\})/msg) {
 	$subs .= "$1\n";
 }
