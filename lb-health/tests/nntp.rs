@@ -5,52 +5,11 @@ mod common;
 mod servers;
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{check_once, negotiate};
 use lb_health::Service;
-use servers::{Sends, Server, Stall, V4, V6, chown, free_port, ids, ldirectord_says};
-
-/// nnrpd on 127.0.0.1 and ::1; with `refuse`, it turns every reader away (`400 <reason>`).
-/// The overview database it needs is the system's (built by `cargo xtask setup`); the pid
-/// file goes to a private run directory (INNCONF: a copy of inn.conf with its own pathrun).
-fn nnrpd(refuse: Option<&str>) -> (Server, u16) {
-    let port = free_port();
-    let dir = Server::dir("nnrpd");
-    let conf = std::fs::read_to_string("/etc/news/inn.conf").expect("inn2 is installed");
-    let run_dir = dir.path().join("run");
-    std::fs::create_dir(&run_dir).unwrap();
-    chown(&run_dir, "news");
-    let conf: String = conf
-        .lines()
-        .filter(|l| !l.starts_with("pathrun:"))
-        .map(|l| format!("{l}\n"))
-        .chain([format!("pathrun: {}\n", run_dir.display())])
-        .collect();
-    let inn_conf = dir.path().join("inn.conf");
-    std::fs::write(&inn_conf, conf).unwrap();
-    let (uid, gid) = ids("news");
-    let mut command = Command::new("/usr/lib/news/bin/nnrpd");
-    command.uid(uid).gid(gid).env("INNCONF", &inn_conf).args([
-        "-D",
-        "-f",
-        "-4",
-        "127.0.0.1",
-        "-6",
-        "::1",
-        "-p",
-        &port.to_string(),
-    ]);
-    if let Some(reason) = refuse {
-        command.args(["-r", reason]);
-    }
-    let mut server = Server::start("nnrpd", dir, &mut command);
-    server.wait_tcp(SocketAddr::new(V4, port));
-    server.wait_tcp(SocketAddr::new(V6, port));
-    (server, port)
-}
+use servers::{Sends, Stall, V4, V6, free_port, ldirectord_says, nnrpd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nntp_against_nnrpd() {

@@ -11,51 +11,7 @@ use std::time::Duration;
 
 use common::{check_once, negotiate};
 use lb_health::{CheckSpec, Negotiate, Service};
-use servers::{Sends, Server, Stall, V4, V6, chown, free_port, ids, ldirectord_says, run};
-
-/// mariadbd on 127.0.0.1 and ::1, with user `probe` (password `s3cret`) allowed to read the
-/// database `shop`: table `items` (two rows) and `empty`.
-fn mariadb() -> (Server, u16) {
-    let port = free_port();
-    let dir = Server::dir("mariadb");
-    let data = dir.path().join("data");
-    let socket = dir.path().join("mysqld.sock");
-    run(Command::new("/usr/bin/mariadb-install-db")
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .args([
-            "--user=root",
-            "--auth-root-authentication-method=socket",
-            "--skip-test-db",
-        ]));
-    let mut server = Server::start(
-        "mariadb",
-        dir,
-        Command::new("/usr/sbin/mariadbd")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--port={port}"))
-            .args([
-                "--bind-address=127.0.0.1,::1",
-                "--user=root",
-                "--skip-log-bin",
-            ])
-            .args(["--innodb-buffer-pool-size=16M", "--pid-file=mariadb.pid"]),
-    );
-    server.wait_tcp(SocketAddr::new(V4, port));
-    server.wait_tcp(SocketAddr::new(V6, port));
-    run(Command::new("/usr/bin/mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-u", "root", "-e"])
-        .arg(
-            "CREATE USER probe@'%' IDENTIFIED BY 's3cret'; CREATE DATABASE shop; \
-             CREATE TABLE shop.items (id int); INSERT INTO shop.items VALUES (1), (2); \
-             CREATE TABLE shop.empty (id int); GRANT SELECT ON shop.* TO probe@'%';",
-        ));
-    (server, port)
-}
+use servers::{Sends, Server, Stall, V4, V6, chown, free_port, ids, ldirectord_says, mariadb, run};
 
 /// postgres (as the user postgres: it refuses root) on 127.0.0.1 and ::1, password
 /// authentication over TCP, with the same user, database and tables.
