@@ -4,49 +4,12 @@
 mod common;
 mod servers;
 
-use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{check_once, negotiate};
 use lb_health::{CheckOutcome, CheckSpec, Login, Negotiate, Service};
-use servers::{Sends, Server, Stall, V4, V6, free_port, ldirectord_says};
-
-const WELCOME: &str = "Welcome to the xdirectord test server\n";
-
-/// vsftpd on `ip:port`, serving `root` to anonymous users.
-fn vsftpd(ip: IpAddr, port: u16) -> Server {
-    let dir = Server::dir("vsftpd");
-    let root = dir.path().join("ftp");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::create_dir(dir.path().join("empty")).unwrap();
-    std::fs::write(root.join("welcome.msg"), WELCOME).unwrap();
-    // Bigger than what the check keeps: it is read to its end, the start matched.
-    let mut big = b"BIG FILE START\n".to_vec();
-    big.resize(3 * 1024 * 1024, b'x');
-    std::fs::write(root.join("big.bin"), big).unwrap();
-    let listen = match ip {
-        IpAddr::V4(a) => format!("listen=YES\nlisten_ipv6=NO\nlisten_address={a}\n"),
-        IpAddr::V6(a) => format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={a}\n"),
-    };
-    let conf = dir.path().join("vsftpd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{listen}listen_port={port}\nbackground=NO\nanonymous_enable=YES\nlocal_enable=NO\n\
-             no_anon_password=YES\nanon_root={root}\nsecure_chroot_dir={empty}\n\
-             seccomp_sandbox=NO\nxferlog_enable=NO\nvsftpd_log_file={dir}/vsftpd.log\n\
-             pasv_enable=YES\nconnect_from_port_20=NO\nwrite_enable=NO\nftp_username=ftp\n",
-            root = root.display(),
-            empty = dir.path().join("empty").display(),
-            dir = dir.path().display(),
-        ),
-    )
-    .unwrap();
-    let mut server = Server::start("vsftpd", dir, Command::new("/usr/sbin/vsftpd").arg(&conf));
-    server.wait_tcp(SocketAddr::new(ip, port));
-    server
-}
+use servers::{Sends, Stall, V4, V6, free_port, ldirectord_says, vsftpd};
 
 fn ftp(addr: SocketAddr, request: &str, receive: &str, login: Option<(&str, &str)>) -> CheckSpec {
     let mut spec = negotiate(addr, Service::Ftp);

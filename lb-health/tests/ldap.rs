@@ -5,76 +5,11 @@ mod common;
 mod servers;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{check_once, negotiate};
 use lb_health::{CheckSpec, Login, Negotiate, Service};
-use servers::{Sends, Server, Stall, V4, V6, certificates, free_port, ldirectord_says, run};
-
-const SLAPD_CONF: &str = "include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-modulepath /usr/lib/ldap
-moduleload back_mdb
-pidfile DIR/slapd.pid
-TLSCertificateFile DIR/cert.pem
-TLSCertificateKeyFile DIR/key.pem
-database mdb
-maxsize 10485760
-suffix \"dc=example,dc=com\"
-rootdn \"cn=admin,dc=example,dc=com\"
-rootpw secret
-directory DIR/db
-";
-
-const DATA: &str = "dn: dc=example,dc=com
-objectClass: dcObject
-objectClass: organization
-o: Example
-dc: example
-
-dn: uid=probe,dc=example,dc=com
-objectClass: inetOrgPerson
-uid: probe
-cn: Probe
-sn: Probe
-userPassword: s3cret
-";
-
-/// slapd on 127.0.0.1 and ::1: ldap on `.1`, ldaps (a certificate no store trusts) on `.2`.
-fn slapd() -> (Server, u16, u16) {
-    let (ldap, ldaps) = (free_port(), free_port());
-    let dir = Server::dir("slapd");
-    let d = dir.path().display().to_string();
-    std::fs::create_dir(dir.path().join("db")).unwrap();
-    let certs = certificates(&["ldap.invalid"]);
-    std::fs::write(dir.path().join("cert.pem"), &certs.cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &certs.key_pem).unwrap();
-    let conf = dir.path().join("slapd.conf");
-    std::fs::write(&conf, SLAPD_CONF.replace("DIR", &d)).unwrap();
-    std::fs::write(dir.path().join("data.ldif"), DATA).unwrap();
-    run(Command::new("/usr/sbin/slapadd")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-l")
-        .arg(dir.path().join("data.ldif")));
-    let urls = format!(
-        "ldap://127.0.0.1:{ldap}/ ldap://[::1]:{ldap}/ ldaps://127.0.0.1:{ldaps}/ ldaps://[::1]:{ldaps}/"
-    );
-    let mut server = Server::start(
-        "slapd",
-        dir,
-        Command::new("/usr/sbin/slapd")
-            .args(["-d", "0", "-h", &urls, "-f"])
-            .arg(&conf),
-    );
-    for port in [ldap, ldaps] {
-        server.wait_tcp(SocketAddr::new(V4, port));
-        server.wait_tcp(SocketAddr::new(V6, port));
-    }
-    (server, ldap, ldaps)
-}
+use servers::{Sends, Stall, V4, V6, free_port, ldirectord_says, slapd};
 
 fn ldap(
     addr: SocketAddr,

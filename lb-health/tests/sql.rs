@@ -5,79 +5,11 @@ mod common;
 mod servers;
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{check_once, negotiate};
 use lb_health::{CheckSpec, Negotiate, Service};
-use servers::{Sends, Server, Stall, V4, V6, chown, free_port, ids, ldirectord_says, mariadb, run};
-
-/// postgres (as the user postgres: it refuses root) on 127.0.0.1 and ::1, password
-/// authentication over TCP, with the same user, database and tables.
-fn postgres() -> (Server, u16) {
-    let port = free_port();
-    let dir = Server::dir("postgres");
-    chown(dir.path(), "postgres");
-    let data = dir.path().join("data");
-    let (uid, gid) = ids("postgres");
-    let bin = "/usr/lib/postgresql/15/bin";
-    run(Command::new(format!("{bin}/initdb"))
-        .uid(uid)
-        .gid(gid)
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-        ])
-        .args(["-E", "UTF8", "--no-sync"]));
-    let mut server = Server::start(
-        "postgres",
-        dir,
-        Command::new(format!("{bin}/postgres"))
-            .uid(uid)
-            .gid(gid)
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(data.parent().unwrap())
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["-c", "listen_addresses=127.0.0.1,::1", "-c", "fsync=off"]),
-    );
-    server.wait_tcp(SocketAddr::new(V4, port));
-    server.wait_tcp(SocketAddr::new(V6, port));
-    let psql = |database: &str, sql: &str| {
-        run(Command::new(format!("{bin}/psql"))
-            .uid(uid)
-            .gid(gid)
-            .arg("-h")
-            .arg(data.parent().unwrap())
-            .args([
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-            ])
-            .arg(database)
-            .arg("-c")
-            .arg(sql));
-    };
-    psql("postgres", "CREATE USER probe PASSWORD 's3cret'");
-    psql("postgres", "CREATE DATABASE shop OWNER probe");
-    psql(
-        "shop",
-        "CREATE TABLE items (id int); INSERT INTO items VALUES (1), (2); CREATE TABLE empty (id int); \
-         GRANT SELECT ON items, empty TO probe",
-    );
-    (server, port)
-}
+use servers::{Sends, Stall, V4, V6, free_port, ldirectord_says, mariadb, postgres};
 
 fn sql(addr: SocketAddr, service: Service, login: &str, passwd: &str, query: &str) -> CheckSpec {
     let mut spec = negotiate(addr, service);

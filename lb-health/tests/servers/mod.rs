@@ -11,6 +11,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+mod daemons;
+pub use daemons::*;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -396,87 +399,4 @@ impl Drop for Sends {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-/// nnrpd on 127.0.0.1 and ::1; with `refuse`, it turns every reader away (`400 <reason>`).
-/// The overview database it needs is the system's (built by `cargo xtask setup`); the pid
-/// file goes to a private run directory (INNCONF: a copy of inn.conf with its own pathrun).
-pub fn nnrpd(refuse: Option<&str>) -> (Server, u16) {
-    let port = free_port();
-    let dir = Server::dir("nnrpd");
-    let conf = std::fs::read_to_string("/etc/news/inn.conf").expect("inn2 is installed");
-    let run_dir = dir.path().join("run");
-    std::fs::create_dir(&run_dir).unwrap();
-    chown(&run_dir, "news");
-    let conf: String = conf
-        .lines()
-        .filter(|l| !l.starts_with("pathrun:"))
-        .map(|l| format!("{l}\n"))
-        .chain([format!("pathrun: {}\n", run_dir.display())])
-        .collect();
-    let inn_conf = dir.path().join("inn.conf");
-    std::fs::write(&inn_conf, conf).unwrap();
-    let (uid, gid) = ids("news");
-    let mut command = Command::new("/usr/lib/news/bin/nnrpd");
-    command.uid(uid).gid(gid).env("INNCONF", &inn_conf).args([
-        "-D",
-        "-f",
-        "-4",
-        "127.0.0.1",
-        "-6",
-        "::1",
-        "-p",
-        &port.to_string(),
-    ]);
-    if let Some(reason) = refuse {
-        command.args(["-r", reason]);
-    }
-    let mut server = Server::start("nnrpd", dir, &mut command);
-    server.wait_tcp(SocketAddr::new(V4, port));
-    server.wait_tcp(SocketAddr::new(V6, port));
-    (server, port)
-}
-
-/// mariadbd on 127.0.0.1 and ::1, with user `probe` (password `s3cret`) allowed to read the
-/// database `shop`: table `items` (two rows) and `empty`.
-pub fn mariadb() -> (Server, u16) {
-    let port = free_port();
-    let dir = Server::dir("mariadb");
-    let data = dir.path().join("data");
-    let socket = dir.path().join("mysqld.sock");
-    run(Command::new("/usr/bin/mariadb-install-db")
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
-        .args([
-            "--user=root",
-            "--auth-root-authentication-method=socket",
-            "--skip-test-db",
-        ]));
-    let mut server = Server::start(
-        "mariadb",
-        dir,
-        Command::new("/usr/sbin/mariadbd")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--port={port}"))
-            .args([
-                "--bind-address=127.0.0.1,::1",
-                "--user=root",
-                "--skip-log-bin",
-            ])
-            .args(["--innodb-buffer-pool-size=16M", "--pid-file=mariadb.pid"]),
-    );
-    server.wait_tcp(SocketAddr::new(V4, port));
-    server.wait_tcp(SocketAddr::new(V6, port));
-    run(Command::new("/usr/bin/mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-u", "root", "-e"])
-        .arg(
-            "CREATE USER probe@'%' IDENTIFIED BY 's3cret'; CREATE DATABASE shop; \
-             CREATE TABLE shop.items (id int); INSERT INTO shop.items VALUES (1), (2); \
-             CREATE TABLE shop.empty (id int); GRANT SELECT ON shop.* TO probe@'%';",
-        ));
-    (server, port)
 }
