@@ -35,7 +35,8 @@ pub fn vsftpd(ip: IpAddr, port: u16) -> Server {
             "{listen}listen_port={port}\nbackground=NO\nanonymous_enable=YES\nlocal_enable=NO\n\
              no_anon_password=YES\nanon_root={root}\nsecure_chroot_dir={empty}\n\
              seccomp_sandbox=NO\nxferlog_enable=NO\nvsftpd_log_file={dir}/vsftpd.log\n\
-             pasv_enable=YES\nconnect_from_port_20=NO\nwrite_enable=NO\nftp_username=ftp\n",
+             pasv_enable=YES\nconnect_from_port_20=NO\nwrite_enable=NO\nftp_username=ftp\n\
+             max_clients=0\nmax_per_ip=0\n",
             root = root.display(),
             empty = dir.path().join("empty").display(),
             dir = dir.path().display(),
@@ -75,6 +76,7 @@ pub fn exim() -> Exim {
              local_interfaces = <; 127.0.0.1 ; ::1\n\
              daemon_smtp_ports = {normal} : {no_ehlo} : {refused}\n\
              acl_smtp_connect = acl_connect\n\
+             smtp_accept_max = 0\n\
              acl_smtp_helo = acl_helo\n\
              begin acl\n\
              acl_connect:\n  deny condition = ${{if eq{{$received_port}}{{{refused}}}}}\n  accept\n\
@@ -149,6 +151,7 @@ pub fn dovecot() -> Dovecot {
              ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n\
              disable_plaintext_auth = no\nauth_mechanisms = plain login cram-md5\n\
              auth_failure_delay = 0\nlogin_trusted_networks = 127.0.0.0/8 ::1/128\n\
+             mail_max_userip_connections = 10000\ndefault_client_limit = 4000\n\
              default_login_user = dovenull\ndefault_internal_user = dovecot\n\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {d}/users\n}}\n\
              userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home/%u\n}}\n\
