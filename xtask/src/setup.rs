@@ -207,6 +207,7 @@ fn inn2() -> Result<()> {
     const INN_CONF: &str = "/etc/news/inn.conf";
     if !is_installed("inn2") {
         println!("setup: installing inn2 (nnrpd answers the nntp check's tests)");
+        run(Command::new("apt-get").args(["update", "-q"]))?;
         let _no_daemons = NoDaemons::forbid()?;
         if run(&mut apt_install(&["inn2"])).is_err() {
             let conf = std::fs::read_to_string(INN_CONF)
