@@ -21,8 +21,7 @@ use crate::http::HttpCheck;
 use crate::ldap::LdapCheck;
 use crate::outcome::{CheckOutcome, Outcome};
 use crate::ping::Pinger;
-use crate::receive::Receive;
-use crate::receive::is_blank;
+use crate::receive::{Receive, is_blank};
 use crate::spec::{
     CheckSpec, CheckType, Mailbox, Negotiate, Protocol, Radius, Sql, SqlEngine, VirtualAddress,
     bracketed,
