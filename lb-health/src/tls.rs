@@ -30,7 +30,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-/// The certificate authorities https checks trust.
+/// The certificate authorities https, pops and imaps checks trust.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum TrustedCas {
     /// The system's store, found as OpenSSL finds it: `SSL_CERT_FILE` and `SSL_CERT_DIR` when
@@ -44,7 +44,7 @@ pub enum TrustedCas {
 
 impl TrustedCas {
     /// The store and its certificates (sorted), with what could not be used logged. An empty
-    /// store fails every https check, as it does in ldirectord.
+    /// store fails every https, pops and imaps check, as it does in ldirectord.
     fn load(&self) -> (RootCertStore, Vec<Vec<u8>>) {
         let certs: Vec<CertificateDer<'static>> = match self {
             TrustedCas::System => {
@@ -67,7 +67,7 @@ impl TrustedCas {
         if added == 0 {
             tracing::warn!(
                 "no trusted CA certificates (install the package ca-certificates): \
-                 every https check will be down, as in ldirectord"
+                 every https, pops and imaps check will be down, as in ldirectord"
             );
         }
         let mut certs: Vec<Vec<u8>> = certs.iter().map(|c| c.to_vec()).collect();
