@@ -126,8 +126,9 @@ pub(crate) fn timeouts(
     (check, negotiate)
 }
 
-/// `ld_checkport`: `checkport`, else the real's port when non-zero, else the service's.
-pub(crate) fn check_port(checkport: Option<u16>, real_port: u16, service: Service) -> Option<u16> {
+/// ldirectord's `ld_checkport`: `checkport`, else the real's port when non-zero, else the
+/// service's well-known port; `None` when none of these exists (`none`, `simpletcp`).
+pub fn check_port(checkport: Option<u16>, real_port: u16, service: Service) -> Option<u16> {
     checkport
         .or((real_port > 0).then_some(real_port))
         .or_else(|| service.well_known_port())

@@ -53,6 +53,7 @@ mod value;
 pub use check::{
     check_config, check_config_with, find_and_load, find_and_load_with, load, load_with,
 };
+pub use derive::check_port;
 pub use diagnostics::{ConfigError, Diagnostic, Origin, Severity};
 pub use environment::{Environment, SystemEnvironment};
 pub use locate::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, config_name, locate};

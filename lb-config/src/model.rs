@@ -221,6 +221,15 @@ impl VirtualAddress {
         }
     }
 
+    /// The transport protocol; `None` for a firewall mark (ldirectord's `fwm`, which its
+    /// checks treat as TCP, except that `dns` asks over UDP).
+    pub fn protocol(&self) -> Option<Protocol> {
+        match self {
+            VirtualAddress::Socket { protocol, .. } => Some(*protocol),
+            VirtualAddress::Fwmark { .. } => None,
+        }
+    }
+
     /// The virtual's port; 0 for a firewall mark (as ldirectord stores it).
     pub fn port(&self) -> u16 {
         match self {
@@ -345,19 +354,29 @@ pub struct CheckSettings {
     pub load: Option<String>,
 }
 
-/// `checktype`.
+/// `checktype`: how the reals of a virtual are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckType {
+    /// TCP connect, then close. With `protocol = udp` ldirectord runs [`CheckType::Ping`]
+    /// instead.
     Connect,
+    /// The service's own negotiate check ([`Service`]).
     Negotiate,
     /// A value containing digits: connect checks with a negotiate check after every N
-    /// successful connects (ldirectord's "combined").
+    /// successful connects (ldirectord's "combined"); the first check is a negotiate and a
+    /// failed connect forces one.
     Combined(u32),
+    /// ICMP echo, up to `checkcount` attempts of `checktimeout` each.
     Ping,
+    /// Never checked and never up: ldirectord does nothing on each pass, so reals (and the
+    /// fallback) are never activated by a check.
     Off,
+    /// Always up, no probe.
     On,
+    /// Run `checkcommand <vip-or-fwmark> <vport> <rip> <rport>`; exit status 0 means up.
     External,
+    /// As `External`, but the command file is a Perl script.
     ExternalPerl,
 }
 

@@ -34,7 +34,8 @@ use hyper::Response;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use lb_health::{
-    CheckSpec, CheckType, HealthRunner, RunnerConfig, Service, VirtualServer, raise_nofile_limit,
+    CheckSpec, CheckType, HealthRunner, Negotiate, Protocol, RunnerConfig, Service, VirtualAddress,
+    raise_nofile_limit,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -194,13 +195,16 @@ async fn bench(args: Args) {
 
     let checks = ports.iter().enumerate().map(|(i, &port)| {
         let real = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut spec = CheckSpec::new(
-            VirtualServer::Addr(SocketAddr::from(([192, 0, 2, 1], 80))),
-            real,
-            Service::Http,
-        );
+        let mut http = Negotiate::defaults(Service::Http);
+        if let Negotiate::Http(h) = &mut http {
+            h.receive = args.receive.clone();
+        }
+        let virtual_address = VirtualAddress::Socket {
+            protocol: Protocol::Tcp,
+            address: SocketAddr::from(([192, 0, 2, 1], 80)),
+        };
+        let mut spec = CheckSpec::new(virtual_address, real, http);
         spec.check_type = CheckType::Negotiate;
-        spec.receive = args.receive.clone();
         spec.check_interval = args.interval;
         spec.negotiate_timeout = Duration::from_secs(5);
         (i, spec)

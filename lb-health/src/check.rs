@@ -16,13 +16,20 @@ use crate::combined::{Combined, Phase};
 use crate::dns::Query;
 use crate::error::CheckError;
 use crate::external::CheckCommand;
+use crate::ftp::FtpCheck;
 use crate::http::HttpCheck;
+use crate::ldap::LdapCheck;
 use crate::outcome::{CheckOutcome, Outcome};
 use crate::ping::Pinger;
-use crate::receive::Receive;
-use crate::spec::{CheckSpec, CheckType, Protocol, Service, VirtualServer, bracketed};
+use crate::receive::{Receive, is_blank};
+use crate::spec::{
+    CheckSpec, CheckType, Mailbox, Negotiate, Protocol, Radius, Sql, SqlEngine, VirtualAddress,
+    bracketed,
+};
 use crate::tls::TrustedCas;
-use crate::{dns, external, maintenance, tcp, tls};
+use crate::{
+    dns, external, imap, maintenance, nntp, oracle, pop, radius, sip, smtp, sql, tcp, tls,
+};
 
 /// Resources every check shares: the TLS client configuration (with the trusted CAs), the
 /// ICMP sockets, the limit on concurrently running check commands and the maintenance
@@ -33,7 +40,10 @@ pub struct Probes {
 }
 
 struct ProbesInner {
+    /// https: the chain is verified, not the name.
     tls: TlsConnector,
+    /// pops, imaps: the chain and the name (the real's address).
+    tls_named: TlsConnector,
     pinger: Pinger,
     /// Check commands fork and exec; 10,000 of them at once would exhaust the process table
     /// and the CPU before any timed out. Commands wait for a slot, outside their timeout.
@@ -51,17 +61,19 @@ impl std::fmt::Debug for ProbesInner {
 }
 
 impl Probes {
-    /// `max_processes`: how many external check commands may run at once. https checks
-    /// trust the system's CA store.
+    /// `max_processes`: how many external check commands may run at once. https, pops and
+    /// imaps checks trust the system's CA store.
     pub fn new(max_processes: usize) -> Probes {
         Probes::with_trusted_cas(max_processes, &TrustedCas::System)
     }
 
-    /// As [`Probes::new`], with https checks trusting `trusted` instead.
+    /// As [`Probes::new`], with https, pops and imaps checks trusting `trusted` instead.
     pub fn with_trusted_cas(max_processes: usize, trusted: &TrustedCas) -> Probes {
+        let configs = tls::client_configs(trusted);
         Probes {
             inner: Arc::new(ProbesInner {
-                tls: TlsConnector::from(tls::client_config(trusted)),
+                tls: TlsConnector::from(configs.chain_only),
+                tls_named: TlsConnector::from(configs.chain_and_name),
                 pinger: Pinger::default(),
                 processes: Semaphore::new(max_processes.max(1)),
                 maintenance: maintenance::Listings::default(),
@@ -95,24 +107,41 @@ enum Plan {
     Off,
 }
 
+/// A negotiate check, prepared once: patterns compiled, requests built.
 #[derive(Debug)]
 enum Negotiator {
     /// `service = none`: ldirectord's `check_none`, always up.
     AlwaysUp,
     Http(Box<HttpCheck>),
     SimpleTcp {
-        addr: SocketAddr,
         payload: Vec<u8>,
         receive: Receive,
         udp: bool,
     },
     Dns {
-        addr: SocketAddr,
         query: Query,
         receive: Receive,
         receive_is_empty: bool,
         tcp: bool,
     },
+    Ftp(Box<FtpCheck>),
+    Smtp,
+    Pop(Mailbox),
+    Imap(Mailbox),
+    Nntp,
+    Ldap(Box<LdapCheck>),
+    Sql(Sql),
+    Oracle {
+        sid: String,
+    },
+    Sip {
+        user: String,
+        udp: bool,
+    },
+    Radius(Radius),
+    /// A check ldirectord refuses to run for want of a setting: down, every round, with
+    /// ldirectord's message.
+    Refused(String),
 }
 
 /// One real's check with its state between rounds (the combined-check counter).
@@ -129,7 +158,7 @@ impl Checker {
         spec.validate()?;
         let check_addr = SocketAddr::new(spec.real.ip(), spec.check_port);
         let plan = match spec.check_type {
-            CheckType::Connect if spec.protocol == Protocol::Udp => Plan::Ping,
+            CheckType::Connect if spec.protocol() == Some(Protocol::Udp) => Plan::Ping,
             CheckType::Connect => Plan::Connect(check_addr),
             CheckType::Negotiate => Plan::Negotiate(Negotiator::new(&spec)?),
             CheckType::Combined(every) => Plan::Combined {
@@ -214,7 +243,7 @@ impl Checker {
 async fn combined_connect(spec: &CheckSpec) -> Outcome {
     let addr = SocketAddr::new(spec.real.ip(), spec.check_port);
     let probe = async {
-        let mut outcome = if spec.protocol == Protocol::Udp {
+        let mut outcome = if spec.protocol() == Some(Protocol::Udp) {
             tcp::connect_udp(addr).await
         } else {
             tcp::connect(addr).await
@@ -229,48 +258,81 @@ async fn combined_connect(spec: &CheckSpec) -> Outcome {
 
 impl Negotiator {
     fn new(spec: &CheckSpec) -> Result<Negotiator, CheckError> {
-        let addr = SocketAddr::new(spec.real.ip(), spec.check_port);
-        Ok(match spec.service {
-            Service::None => Negotiator::AlwaysUp,
-            Service::Http | Service::Https | Service::HttpProxy => {
-                Negotiator::Http(Box::new(HttpCheck::new(spec)?))
+        let udp = spec.protocol() == Some(Protocol::Udp);
+        Ok(match &spec.negotiate {
+            Negotiate::None => Negotiator::AlwaysUp,
+            Negotiate::Http(http) => Negotiator::Http(Box::new(HttpCheck::new(spec, http)?)),
+            Negotiate::SimpleTcp(exchange) => Negotiator::SimpleTcp {
+                payload: tcp::simpletcp_payload(&exchange.request),
+                receive: Receive::new(&exchange.receive)?,
+                udp,
+            },
+            Negotiate::Dns(exchange) => Negotiator::Dns {
+                query: Query::for_request(&exchange.request),
+                receive: Receive::new(&exchange.receive)?,
+                receive_is_empty: exchange.receive.is_empty(),
+                tcp: spec.protocol() == Some(Protocol::Tcp),
+            },
+            Negotiate::Ftp(ftp) => Negotiator::Ftp(Box::new(FtpCheck {
+                login: ftp.login.clone(),
+                request: ftp.request.clone(),
+                receive: optional_receive(&ftp.receive)?,
+            })),
+            Negotiate::Smtp { .. } => Negotiator::Smtp,
+            Negotiate::Pop(mailbox) => {
+                if mailbox.login.is_none() {
+                    warn_pop_without_login();
+                }
+                Negotiator::Pop(mailbox.clone())
             }
-            Service::SimpleTcp => Negotiator::SimpleTcp {
-                addr,
-                payload: tcp::simpletcp_payload(&spec.request),
-                receive: Receive::new(&spec.receive)?,
-                udp: spec.protocol == Protocol::Udp,
+            Negotiate::Imap(mailbox) => Negotiator::Imap(mailbox.clone()),
+            Negotiate::Nntp => Negotiator::Nntp,
+            Negotiate::Ldap(ldap) => Negotiator::Ldap(Box::new(LdapCheck {
+                tls: ldap.tls,
+                bind: ldap.bind.clone(),
+                base: ldap.request.chars().skip(1).collect(),
+                receive: if is_blank(&ldap.receive) {
+                    None
+                } else {
+                    Some(Receive::new(&ldap.receive)?)
+                },
+            })),
+            Negotiate::Sql(sql) => match sql::missing(sql, spec.real) {
+                Some(refusal) => Negotiator::Refused(refusal),
+                None if sql.engine == SqlEngine::Oracle => Negotiator::Oracle {
+                    sid: sql.database.clone(),
+                },
+                None => Negotiator::Sql(sql.clone()),
             },
-            Service::Dns => Negotiator::Dns {
-                addr,
-                query: Query::for_request(&spec.request),
-                receive: Receive::new(&spec.receive)?,
-                receive_is_empty: spec.receive.is_empty(),
-                tcp: spec.protocol == Protocol::Tcp,
+            Negotiate::Sip(sip) => Negotiator::Sip {
+                user: sip.user.clone(),
+                udp,
             },
-            other => return Err(CheckError::UnsupportedService(other)),
+            Negotiate::Radius(radius) => Negotiator::Radius(radius.clone()),
         })
     }
 
     async fn run(&self, spec: &CheckSpec, probes: &Probes) -> Outcome {
+        let addr = SocketAddr::new(spec.real.ip(), spec.check_port);
+        // ldirectord bounds ldap and radius with `alarm checktimeout`, the others with
+        // negotiatetimeout (sql has no bound there at all; negotiatetimeout here).
         let timeout = spec.negotiate_timeout;
+        let tls = &probes.inner.tls_named;
         match self {
             Negotiator::AlwaysUp => Outcome::up("service none"),
+            Negotiator::Refused(reason) => Outcome::down(reason.clone()),
             Negotiator::Http(http) => bounded(timeout, http.run(&probes.inner.tls)).await,
             Negotiator::SimpleTcp {
-                addr,
                 payload,
                 receive,
                 udp: false,
-            } => bounded(timeout, tcp::simpletcp(*addr, payload, receive)).await,
+            } => bounded(timeout, tcp::simpletcp(addr, payload, receive)).await,
             Negotiator::SimpleTcp {
-                addr,
                 payload,
                 receive,
                 udp: true,
-            } => bounded(timeout, tcp::simpletcp_udp(*addr, payload, receive)).await,
+            } => bounded(timeout, tcp::simpletcp_udp(addr, payload, receive)).await,
             Negotiator::Dns {
-                addr,
                 query,
                 receive,
                 receive_is_empty,
@@ -278,12 +340,64 @@ impl Negotiator {
             } => {
                 bounded(
                     timeout,
-                    dns::check(*addr, query, receive, *receive_is_empty, *tcp),
+                    dns::check(addr, query, receive, *receive_is_empty, *tcp),
+                )
+                .await
+            }
+            Negotiator::Ftp(ftp) => bounded(timeout, ftp.run(addr)).await,
+            Negotiator::Smtp => bounded(timeout, smtp::check(addr)).await,
+            Negotiator::Pop(mailbox) => {
+                let tls = mailbox.tls.then_some(tls);
+                let probe = bounded(timeout, pop::check(addr, tls, mailbox.login.as_ref())).await;
+                if mailbox.login.is_some() {
+                    probe
+                } else {
+                    // Mail::POP3Client hands ldirectord an object whatever happened.
+                    Outcome::up(format!(
+                        "{} (pop without login: up whatever happens, as in ldirectord)",
+                        probe.reason
+                    ))
+                }
+            }
+            Negotiator::Imap(mailbox) => {
+                let tls = mailbox.tls.then_some(tls);
+                bounded(timeout, imap::check(addr, tls, mailbox.login.as_ref())).await
+            }
+            Negotiator::Nntp => bounded(timeout, nntp::check(addr)).await,
+            Negotiator::Ldap(ldap) => bounded(spec.check_timeout, ldap.run(addr)).await,
+            Negotiator::Sql(sql) => bounded(timeout, sql::check(addr, sql)).await,
+            Negotiator::Oracle { sid } => bounded(timeout, oracle::check(addr, sid)).await,
+            Negotiator::Sip { user, udp } => bounded(timeout, sip::check(addr, user, *udp)).await,
+            Negotiator::Radius(radius) => {
+                bounded(
+                    spec.check_timeout,
+                    radius::check(addr, &radius.login, &radius.secret),
                 )
                 .await
             }
         }
     }
+}
+
+/// `receive` for checks where an empty one asks nothing of the answer.
+fn optional_receive(receive: &str) -> Result<Option<Receive>, CheckError> {
+    if receive.is_empty() {
+        Ok(None)
+    } else {
+        Receive::new(receive).map(Some)
+    }
+}
+
+/// ldirectord's pop check without `login` is up whatever the server does; say so once.
+fn warn_pop_without_login() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "service pop or pops without login: the check is up whatever the server answers \
+             (as in ldirectord, whose Mail::POP3Client reports success without logging in); \
+             set login and passwd to have the real checked"
+        );
+    });
 }
 
 /// Bounds a probe's total time: whatever it is doing at the deadline, it is dropped (its
@@ -310,9 +424,9 @@ fn bounded(
 
 /// ldirectord's external-check arguments: `<vip-or-fwmark> <vport> <rip> <rport>`.
 fn args(spec: &CheckSpec) -> [String; 4] {
-    let (virtual_server, virtual_port) = match spec.virtual_server {
-        VirtualServer::Addr(addr) => (bracketed(addr.ip()), addr.port()),
-        VirtualServer::Fwmark(mark) => (mark.to_string(), 0),
+    let (virtual_server, virtual_port) = match spec.virtual_address {
+        VirtualAddress::Socket { address, .. } => (bracketed(address.ip()), address.port()),
+        VirtualAddress::Fwmark { mark, .. } => (mark.to_string(), 0),
     };
     [
         virtual_server,
@@ -325,44 +439,59 @@ fn args(spec: &CheckSpec) -> [String; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Service;
+
+    fn virtual_at(address: &str, protocol: Protocol) -> VirtualAddress {
+        VirtualAddress::Socket {
+            protocol,
+            address: address.parse().unwrap(),
+        }
+    }
 
     #[test]
     fn external_arguments_match_ldirectord() {
         let mut spec = CheckSpec::new(
-            VirtualServer::Addr("[2001:db8::1]:443".parse().unwrap()),
+            virtual_at("[2001:db8::1]:443", Protocol::Tcp),
             "[2001:db8::10]:8443".parse().unwrap(),
-            Service::Https,
+            Negotiate::defaults(Service::Https),
         );
         assert_eq!(
             args(&spec),
             ["[2001:db8::1]", "443", "[2001:db8::10]", "8443"]
         );
-        spec.virtual_server = VirtualServer::Fwmark(7);
+        spec.virtual_address = VirtualAddress::Fwmark {
+            mark: 7,
+            family: lb_config::Family::Inet6,
+        };
         assert_eq!(args(&spec)[..2], ["7", "0"]);
     }
 
     #[test]
     fn connect_over_udp_pings() {
         let mut spec = CheckSpec::new(
-            VirtualServer::Addr("192.0.2.1:53".parse().unwrap()),
+            virtual_at("192.0.2.1:53", Protocol::Udp),
             "10.0.0.1:53".parse().unwrap(),
-            Service::Dns,
+            Negotiate::defaults(Service::Dns),
         );
         spec.check_type = CheckType::Connect;
-        spec.protocol = Protocol::Udp;
         assert!(matches!(Checker::new(spec).unwrap().plan, Plan::Ping));
     }
 
     #[test]
-    fn unsupported_services_are_refused() {
+    fn sql_without_login_is_down_with_ldirectords_message() {
         let spec = CheckSpec::new(
-            VirtualServer::Addr("192.0.2.1:21".parse().unwrap()),
-            "10.0.0.1:21".parse().unwrap(),
-            Service::Ftp,
+            virtual_at("192.0.2.1:3306", Protocol::Tcp),
+            "10.0.0.1:3306".parse().unwrap(),
+            Negotiate::defaults(Service::Mysql),
         );
-        assert_eq!(
-            Checker::new(spec).unwrap_err(),
-            CheckError::UnsupportedService(Service::Ftp)
-        );
+        let checker = Checker::new(spec).unwrap();
+        match &checker.plan {
+            Plan::Negotiate(Negotiator::Refused(message)) => assert_eq!(
+                message,
+                "Error: Must specify a login and request string for MySQL, Oracle and \
+                 PostgreSQL checks. Not adding 10.0.0.1."
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

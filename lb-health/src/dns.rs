@@ -15,10 +15,11 @@ use std::time::Duration;
 use simple_dns::rdata::RData;
 use simple_dns::{CLASS, Name, Packet, PacketFlag, QCLASS, QTYPE, Question, RCODE, TYPE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 use crate::outcome::Outcome;
 use crate::receive::Receive;
+use crate::udp::{self, Retransmit};
 
 /// UDP queries are resent this often until the caller's deadline, as a resolver retries.
 const RETRANSMIT: Duration = Duration::from_secs(1);
@@ -120,39 +121,12 @@ fn truncated(response: &[u8]) -> bool {
 }
 
 async fn ask_udp(server: SocketAddr, request: &[u8], id: u16) -> Result<Vec<u8>, String> {
-    let local = match server {
-        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
-    };
-    let socket = UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("socket: {e}"))?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| format!("connect udp {server}: {e}"))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        socket
-            .send(request)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let wait = tokio::time::sleep(RETRANSMIT);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                received = socket.recv(&mut buf) => {
-                    let n = received.map_err(|e| format!("recv: {e}"))?;
-                    // Ignore stray datagrams; only our id answers the question.
-                    if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
-                        buf.truncate(n);
-                        return Ok(buf);
-                    }
-                }
-                () = &mut wait => break,
-            }
-        }
-    }
+    let socket = udp::connected(server).await?;
+    // Stray datagrams are ignored; only our id answers the question.
+    udp::ask(&socket, request, Retransmit::every(RETRANSMIT), |answer| {
+        answer.len() >= 2 && u16::from_be_bytes([answer[0], answer[1]]) == id
+    })
+    .await
 }
 
 async fn ask_tcp(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> {

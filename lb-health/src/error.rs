@@ -4,15 +4,9 @@
 //! These errors are about specifications the runner will not start, so the agent can refuse the
 //! virtual service with a clear message instead of letting a real sit down forever.
 
-use crate::spec::Service;
-
 /// A check specification the runner refuses to start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
-    /// The negotiate check of this service is not implemented yet. Such a check is never
-    /// treated as up.
-    #[error("service {} is not supported by negotiate checks yet", .0.name())]
-    UnsupportedService(Service),
     /// `receive` is not a regular expression the matcher understands.
     #[error("invalid receive pattern {pattern:?}: {message}")]
     InvalidReceive { pattern: String, message: String },

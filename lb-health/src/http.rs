@@ -32,7 +32,7 @@ use crate::error::CheckError;
 use crate::http1::{self, Response};
 use crate::outcome::Outcome;
 use crate::receive::{Receive, is_blank};
-use crate::spec::{CheckSpec, HttpMethod, Service, bracketed};
+use crate::spec::{CheckSpec, Http, HttpKind, HttpMethod, bracketed};
 use crate::url::{Scheme, Url, check_url};
 
 /// LWP's `max_redirect`.
@@ -56,32 +56,32 @@ pub(crate) struct HttpCheck {
 }
 
 impl HttpCheck {
-    pub(crate) fn new(spec: &CheckSpec) -> Result<HttpCheck, CheckError> {
-        let url = check_url(spec.service, &spec.request, spec.real.ip(), spec.check_port)?;
-        let proxy = (spec.service == Service::HttpProxy)
+    pub(crate) fn new(spec: &CheckSpec, http: &Http) -> Result<HttpCheck, CheckError> {
+        let url = check_url(http.kind, &http.request, spec.real.ip(), spec.check_port)?;
+        let proxy = (http.kind == HttpKind::Proxy)
             .then(|| SocketAddr::new(spec.real.ip(), spec.check_port));
         let invalid = |message: String| CheckError::InvalidRequest {
-            request: spec.request.clone(),
+            request: http.request.clone(),
             message,
         };
         // Through a proxy, Host comes from the URL as for any hop without virtualhost.
-        let host = match (proxy, &spec.virtualhost) {
+        let host = match (proxy, &http.virtualhost) {
             (Some(_), _) => url.authority(),
             (None, Some(vhost)) => vhost.clone(),
             (None, None) => bracketed(spec.real.ip()),
         };
         let host =
             HeaderValue::from_str(&host).map_err(|e| invalid(format!("Host {host:?}: {e}")))?;
-        let sni = spec
+        let sni = http
             .virtualhost
             .as_deref()
             .filter(|_| proxy.is_none())
             .and_then(server_name_of_virtualhost);
         let target = request_target(&url, proxy.is_some()).map_err(invalid)?;
-        let receive = if is_blank(&spec.receive) {
+        let receive = if is_blank(&http.receive) {
             None
         } else {
-            Some(Receive::new(&spec.receive)?)
+            Some(Receive::new(&http.receive)?)
         };
         // As `fetch` chooses: the proxy for http URLs, else the URL's own address.
         let addr = match proxy {
@@ -93,11 +93,11 @@ impl HttpCheck {
                 .map(|ip| SocketAddr::new(ip, url.port)),
         };
         Ok(HttpCheck {
-            request: http1::request(spec.http_method, &target, &host),
+            request: http1::request(http.method, &target, &host),
             addr,
             url,
             sni,
-            method: spec.http_method,
+            method: http.method,
             proxy,
             receive,
         })
@@ -288,16 +288,26 @@ fn server_name_of_host(host: &str) -> Result<ServerName<'static>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::VirtualServer;
+    use crate::spec::{Negotiate, Protocol, Service, VirtualAddress};
 
-    fn spec(service: Service, request: &str) -> CheckSpec {
-        let mut s = CheckSpec::new(
-            VirtualServer::Addr("192.0.2.1:80".parse().unwrap()),
+    fn spec(service: Service, request: &str) -> (CheckSpec, Http) {
+        let spec = CheckSpec::new(
+            VirtualAddress::Socket {
+                protocol: Protocol::Tcp,
+                address: "192.0.2.1:80".parse().unwrap(),
+            },
             "10.0.0.1:8080".parse().unwrap(),
-            service,
+            Negotiate::None,
         );
-        s.request = request.to_owned();
-        s
+        let Negotiate::Http(mut http) = Negotiate::defaults(service) else {
+            panic!("{service:?} is not http")
+        };
+        http.request = request.to_owned();
+        (spec, http)
+    }
+
+    fn check(spec: &(CheckSpec, Http)) -> Result<HttpCheck, CheckError> {
+        HttpCheck::new(&spec.0, &spec.1)
     }
 
     fn request_line_and_host(c: &HttpCheck) -> (String, String) {
@@ -310,15 +320,15 @@ mod tests {
 
     #[test]
     fn host_is_virtualhost_or_the_real_address() {
-        let c = HttpCheck::new(&spec(Service::Http, "/")).unwrap();
+        let c = check(&spec(Service::Http, "/")).unwrap();
         assert_eq!(
             request_line_and_host(&c),
             ("GET / HTTP/1.1".into(), "Host: 10.0.0.1".into())
         );
         let mut s = spec(Service::Https, "/x");
-        s.virtualhost = Some("www.example.com".into());
-        s.http_method = HttpMethod::Head;
-        let c = HttpCheck::new(&s).unwrap();
+        s.1.virtualhost = Some("www.example.com".into());
+        s.1.method = HttpMethod::Head;
+        let c = check(&s).unwrap();
         assert_eq!(
             request_line_and_host(&c),
             ("HEAD /x HTTP/1.1".into(), "Host: www.example.com".into())
@@ -331,7 +341,7 @@ mod tests {
 
     #[test]
     fn proxy_sends_absolute_form_to_the_real() {
-        let c = HttpCheck::new(&spec(Service::HttpProxy, "http://origin.test/p")).unwrap();
+        let c = check(&spec(Service::HttpProxy, "http://origin.test/p")).unwrap();
         assert_eq!(c.proxy, Some("10.0.0.1:8080".parse().unwrap()));
         assert_eq!(
             request_line_and_host(&c),
@@ -345,16 +355,10 @@ mod tests {
     #[test]
     fn nothing_but_a_target_reaches_the_request_line() {
         let mut s = spec(Service::Http, "/a b");
-        assert!(matches!(
-            HttpCheck::new(&s),
-            Err(CheckError::InvalidRequest { .. })
-        ));
-        s.request = "/".into();
-        s.virtualhost = Some("evil\r\nX: 1".into());
-        assert!(matches!(
-            HttpCheck::new(&s),
-            Err(CheckError::InvalidRequest { .. })
-        ));
+        assert!(matches!(check(&s), Err(CheckError::InvalidRequest { .. })));
+        s.1.request = "/".into();
+        s.1.virtualhost = Some("evil\r\nX: 1".into());
+        assert!(matches!(check(&s), Err(CheckError::InvalidRequest { .. })));
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub struct RunnerConfig {
     /// own work and the checks from delaying each other, and one core is far more than
     /// 10,000 checks a second need. Results reach the agent in batches (`report`).
     pub own_thread: bool,
-    /// The CAs https checks trust: the system's store, as ldirectord on Debian.
+    /// The CAs https, pops and imaps checks trust: the system's store, as ldirectord on Debian.
     pub trusted_cas: TrustedCas,
 }
 

@@ -5,200 +5,21 @@
 //! and receive already preferred over the virtual's). It holds only what changes the probe, so
 //! two virtuals that check the same real in the same way produce equal specs, and the runner
 //! probes them once (ldirectord's `real_id` string plays this role; see [`CheckSpec`]).
+//!
+//! The vocabulary (`Service`, `Protocol`, `CheckType`, `HttpMethod`, `VirtualAddress`) is
+//! lb-config's: one definition for the configuration and the checks.
+//!
+//! What a negotiate round speaks is a [`Negotiate`]: one variant per protocol, carrying only
+//! the settings ldirectord's check of that service reads (its credentials, its request).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lb_config::{CheckSettings, RealCheck, check_port};
+pub use lb_config::{CheckType, Family, HttpMethod, Protocol, Service, VirtualAddress};
+
 use crate::error::CheckError;
-
-/// ldirectord's `checktype`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckType {
-    /// TCP connect, then close. With `protocol = udp` ldirectord runs [`CheckType::Ping`]
-    /// instead, and so does the runner.
-    Connect,
-    /// The service's own negotiate check ([`Service`]).
-    Negotiate,
-    /// `checktype = N`: connect checks, with a negotiate check after every N successful
-    /// connects; the first check is a negotiate and a failed connect forces one.
-    Combined(u32),
-    /// ICMP echo, up to `checkcount` attempts of `checktimeout` each.
-    Ping,
-    /// Run `checkcommand <vip-or-fwmark> <vport> <rip> <rport>`; exit status 0 means up.
-    External,
-    /// As `External`, but the command file is a Perl script run by `perl`.
-    ExternalPerl,
-    /// Always up, no probe.
-    On,
-    /// Never checked and never up: ldirectord does nothing on each pass, so reals (and the
-    /// fallback) are never activated by a check. The runner reports nothing for it, except a
-    /// forced-down result while the real is in maintenance, as ldirectord does.
-    Off,
-}
-
-/// ldirectord's `service`: what a negotiate check speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Service {
-    None,
-    Http,
-    Https,
-    HttpProxy,
-    SimpleTcp,
-    Dns,
-    Ftp,
-    Smtp,
-    Submission,
-    Pop,
-    Pops,
-    Imap,
-    Imaps,
-    Nntp,
-    Ldap,
-    Ldaps,
-    Mysql,
-    Pgsql,
-    Oracle,
-    Sip,
-    Radius,
-}
-
-impl Service {
-    /// Every service ldirectord accepts, in its configuration spelling.
-    pub const ALL: [Service; 21] = [
-        Service::None,
-        Service::Http,
-        Service::Https,
-        Service::HttpProxy,
-        Service::SimpleTcp,
-        Service::Dns,
-        Service::Ftp,
-        Service::Smtp,
-        Service::Submission,
-        Service::Pop,
-        Service::Pops,
-        Service::Imap,
-        Service::Imaps,
-        Service::Nntp,
-        Service::Ldap,
-        Service::Ldaps,
-        Service::Mysql,
-        Service::Pgsql,
-        Service::Oracle,
-        Service::Sip,
-        Service::Radius,
-    ];
-
-    /// The configuration spelling (`service = NAME`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::None => "none",
-            Service::Http => "http",
-            Service::Https => "https",
-            Service::HttpProxy => "http_proxy",
-            Service::SimpleTcp => "simpletcp",
-            Service::Dns => "dns",
-            Service::Ftp => "ftp",
-            Service::Smtp => "smtp",
-            Service::Submission => "submission",
-            Service::Pop => "pop",
-            Service::Pops => "pops",
-            Service::Imap => "imap",
-            Service::Imaps => "imaps",
-            Service::Nntp => "nntp",
-            Service::Ldap => "ldap",
-            Service::Ldaps => "ldaps",
-            Service::Mysql => "mysql",
-            Service::Pgsql => "pgsql",
-            Service::Oracle => "oracle",
-            Service::Sip => "sip",
-            Service::Radius => "radius",
-        }
-    }
-
-    /// Parses the configuration spelling; `None` for a name ldirectord rejects.
-    pub fn from_name(name: &str) -> Option<Service> {
-        Service::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// Whether this crate implements the service's negotiate check. The agent must refuse a
-    /// virtual whose negotiate (or combined) check needs an unsupported service: such a check
-    /// is never treated as up.
-    pub fn is_supported(self) -> bool {
-        matches!(
-            self,
-            Service::None
-                | Service::Http
-                | Service::Https
-                | Service::HttpProxy
-                | Service::SimpleTcp
-                | Service::Dns
-        )
-    }
-
-    /// ldirectord's `ld_service_to_port`: the port a check uses when neither `checkport` nor
-    /// the real's port is set. `None` for `none` and `simpletcp`, which have no port.
-    pub fn well_known_port(self) -> Option<u16> {
-        Some(match self {
-            Service::Ftp => 21,
-            Service::Smtp => 25,
-            Service::Dns => 53,
-            Service::Http => 80,
-            Service::Pop => 110,
-            Service::Nntp => 119,
-            Service::Imap => 143,
-            Service::Ldap => 389,
-            Service::Https => 443,
-            Service::Submission => 587,
-            Service::Ldaps => 636,
-            Service::Imaps => 993,
-            Service::Pops => 995,
-            Service::Oracle => 1521,
-            Service::Radius => 1812,
-            Service::HttpProxy => 3128,
-            Service::Mysql => 3306,
-            Service::Sip => 5060,
-            Service::Pgsql => 5432,
-            Service::None | Service::SimpleTcp => return None,
-        })
-    }
-
-    /// ldirectord's `ld_port_to_service`: the service a virtual gets from its port when no
-    /// `service =` is given.
-    pub fn from_port(port: u16) -> Service {
-        Service::ALL
-            .into_iter()
-            .find(|s| s.well_known_port() == Some(port))
-            .unwrap_or(Service::None)
-    }
-}
-
-/// The virtual service's `protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    /// A firewall-mark virtual. Probes behave as for TCP (ldirectord opens a stream socket),
-    /// except that `dns` asks over UDP (it only switches to TCP for `protocol = tcp`).
-    Fwm,
-}
-
-/// `httpmethod`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum HttpMethod {
-    #[default]
-    Get,
-    Head,
-}
-
-/// The virtual service, as external checks see it in their first two arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VirtualServer {
-    /// `virtual = ip:port` / `virtual6 = [ip]:port`.
-    Addr(SocketAddr),
-    /// `virtual = mark`: the command gets the mark and port 0.
-    Fwmark(u32),
-}
 
 /// One check of one real, with ldirectord's resolved settings.
 ///
@@ -207,36 +28,27 @@ pub enum VirtualServer {
 /// `real_id` also holds weight and forwarding; leaving them out merges checks ldirectord
 /// would run twice, which changes nothing but the load on the real.
 ///
-/// # Building one from ldirectord's settings
+/// [`CheckSpec::from_config`] builds one from lb-config's model:
 ///
 /// | field | ldirectord |
 /// |---|---|
 /// | `check_type` | `checktype` (`N` = [`CheckType::Combined`]) |
-/// | `service` | `service`, else derived from the virtual's port ([`Service::from_port`]); `none` for fwmark virtuals |
-/// | `protocol` | the virtual's `protocol` |
-/// | `virtual_server` | the virtual's resolved address and port, or its fwmark |
+/// | `virtual_address` | the virtual's protocol and resolved address and port, or its fwmark |
 /// | `real` | the real's resolved address and port (port 0 when omitted) |
-/// | `check_port` | [`check_port`]`(checkport, real port, service)` |
-/// | `request` / `receive` | the real's own pair if it has one, else the virtual's (request `"/"` and receive `""` by default) |
-/// | `virtualhost` | `virtualhost` |
-/// | `http_method` | `httpmethod` |
+/// | `check_port` | `ld_checkport`: `checkport`, else the real's port, else the service's; 0 when none |
+/// | `negotiate` | `service` and the settings its check reads ([`Negotiate::from_config`]) |
 /// | `check_command` | `checkcommand` (default `/bin/true`) |
-/// | `check_timeout`, `negotiate_timeout` | as `ld_setup` resolves them (§1.6: each defaults to the other, then the globals, then 5 s and 30 s); zero (`00` in the file) means no timeout, as ldirectord's `alarm 0`, except for ping, which refuses it |
+/// | `check_timeout`, `negotiate_timeout` | as `ld_setup` resolves them (each defaults to the other, then the globals, then 5 s and 30 s); zero (`00` in the file) means no timeout, as ldirectord's `alarm 0`, except for ping, which refuses it |
 /// | `check_count` | `checkcount` (virtual, else global; default 1) |
 /// | `check_interval` | `checkinterval` (virtual, else global; default 10 s) |
 /// | `maintenance_dir` | the global `maintenancedir` |
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
     pub check_type: CheckType,
-    pub service: Service,
-    pub protocol: Protocol,
-    pub virtual_server: VirtualServer,
+    pub virtual_address: VirtualAddress,
     pub real: SocketAddr,
     pub check_port: u16,
-    pub request: String,
-    pub receive: String,
-    pub virtualhost: Option<String>,
-    pub http_method: HttpMethod,
+    pub negotiate: Negotiate,
     pub check_command: String,
     pub check_timeout: Duration,
     pub negotiate_timeout: Duration,
@@ -245,22 +57,282 @@ pub struct CheckSpec {
     pub maintenance_dir: Option<PathBuf>,
 }
 
-impl CheckSpec {
-    /// A spec with ldirectord's per-virtual defaults (`checktype = negotiate`, request `/`,
-    /// empty receive, `GET`, `/bin/true`, timeouts 5 s / 30 s, one attempt, 10 s interval) for
-    /// a TCP virtual; set the fields that the configuration names.
-    pub fn new(virtual_server: VirtualServer, real: SocketAddr, service: Service) -> CheckSpec {
-        CheckSpec {
-            check_type: CheckType::Negotiate,
+/// What a negotiate round speaks (ldirectord's `service`), with the settings that service's
+/// check reads. Requests keep ldirectord's leading `/`; each check strips it where ldirectord
+/// does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Negotiate {
+    /// `none`: always up.
+    None,
+    /// `http`, `https`, `http_proxy`.
+    Http(Http),
+    /// `simpletcp`: send the request, a line must match receive.
+    SimpleTcp(Exchange),
+    /// `dns`: ask for the request, an answer must match receive.
+    Dns(Exchange),
+    Ftp(Ftp),
+    /// `smtp` and `submission` read no settings.
+    Smtp {
+        submission: bool,
+    },
+    /// `pop` and `pops`.
+    Pop(Mailbox),
+    /// `imap` and `imaps`.
+    Imap(Mailbox),
+    /// `nntp` reads no settings.
+    Nntp,
+    /// `ldap` and `ldaps`.
+    Ldap(Ldap),
+    /// `mysql`, `pgsql` and `oracle`.
+    Sql(Sql),
+    Sip(Sip),
+    Radius(Radius),
+}
+
+/// `http`, `https` or `http_proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpKind {
+    Http,
+    Https,
+    Proxy,
+}
+
+/// The HTTP checks' settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Http {
+    pub kind: HttpKind,
+    pub request: String,
+    pub receive: String,
+    pub virtualhost: Option<String>,
+    pub method: HttpMethod,
+}
+
+/// A request and what must come back (simpletcp, dns).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Exchange {
+    pub request: String,
+    pub receive: String,
+}
+
+/// `login` and `passwd`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+}
+
+/// `ftp`: log in (lb-config fills in ldirectord's anonymous login), fetch the request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ftp {
+    pub login: Login,
+    pub request: String,
+    pub receive: String,
+}
+
+/// `pop`, `pops`, `imap`, `imaps`: the greeting, and a login when `login` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mailbox {
+    pub tls: bool,
+    pub login: Option<Login>,
+}
+
+/// `ldap`, `ldaps`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ldap {
+    pub tls: bool,
+    /// A simple bind when both `login` and `passwd` are set (Perl-true), else anonymous.
+    pub bind: Option<Login>,
+    /// The request: the search base after its first character.
+    pub request: String,
+    pub receive: String,
+}
+
+/// Which SQL server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqlEngine {
+    Mysql,
+    Pgsql,
+    Oracle,
+}
+
+/// `mysql`, `pgsql`, `oracle`: as written; the check refuses to probe without a login and a
+/// query, as ldirectord does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sql {
+    pub engine: SqlEngine,
+    pub login: Login,
+    /// `database`: the database (mysql, pgsql) or SID (oracle).
+    pub database: String,
+    /// The request, with ldirectord's leading `/`.
+    pub request: String,
+}
+
+/// `sip`: `OPTIONS sip:<login>` (lb-config fills in `ldirectord@<hostname>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sip {
+    pub user: String,
+}
+
+/// `radius`: an Access-Request for `login` / `passwd`, signed with `secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Radius {
+    pub login: Login,
+    pub secret: String,
+}
+
+/// Perl's truth of a string: empty and `"0"` are false (`$$v{login} && ...`).
+fn perl_true(text: &str) -> bool {
+    !(text.is_empty() || text == "0")
+}
+
+impl Negotiate {
+    /// The negotiate check of `service` as ldirectord runs it with `check` (the virtual's
+    /// settings) for one real (`real`: its request and receive).
+    pub fn from_config(service: Service, check: &CheckSettings, real: &RealCheck) -> Negotiate {
+        let login = || Login {
+            user: check.login.clone(),
+            password: check.passwd.clone(),
+        };
+        // pop and imap log in when `login` is non-empty (`ne ""`).
+        let mailbox = |tls| Mailbox {
+            tls,
+            login: (!check.login.is_empty()).then(login),
+        };
+        let exchange = || Exchange {
+            request: real.request.clone(),
+            receive: real.receive.clone(),
+        };
+        let http = |kind| {
+            Negotiate::Http(Http {
+                kind,
+                request: real.request.clone(),
+                receive: real.receive.clone(),
+                virtualhost: check.virtualhost.clone(),
+                method: check.httpmethod,
+            })
+        };
+        let sql = |engine| {
+            Negotiate::Sql(Sql {
+                engine,
+                login: login(),
+                database: check.database.clone(),
+                request: real.request.clone(),
+            })
+        };
+        match service {
+            Service::None => Negotiate::None,
+            Service::Http => http(HttpKind::Http),
+            Service::Https => http(HttpKind::Https),
+            Service::HttpProxy => http(HttpKind::Proxy),
+            Service::Simpletcp => Negotiate::SimpleTcp(exchange()),
+            Service::Dns => Negotiate::Dns(exchange()),
+            Service::Ftp => Negotiate::Ftp(Ftp {
+                login: login(),
+                request: real.request.clone(),
+                receive: real.receive.clone(),
+            }),
+            Service::Smtp => Negotiate::Smtp { submission: false },
+            Service::Submission => Negotiate::Smtp { submission: true },
+            Service::Pop => Negotiate::Pop(mailbox(false)),
+            Service::Pops => Negotiate::Pop(mailbox(true)),
+            Service::Imap => Negotiate::Imap(mailbox(false)),
+            Service::Imaps => Negotiate::Imap(mailbox(true)),
+            Service::Nntp => Negotiate::Nntp,
+            Service::Ldap | Service::Ldaps => Negotiate::Ldap(Ldap {
+                tls: service == Service::Ldaps,
+                bind: (perl_true(&check.login) && perl_true(&check.passwd)).then(login),
+                request: real.request.clone(),
+                receive: real.receive.clone(),
+            }),
+            Service::Mysql => sql(SqlEngine::Mysql),
+            Service::Pgsql => sql(SqlEngine::Pgsql),
+            Service::Oracle => sql(SqlEngine::Oracle),
+            Service::Sip => Negotiate::Sip(Sip {
+                user: check.login.clone(),
+            }),
+            Service::Radius => Negotiate::Radius(Radius {
+                login: login(),
+                secret: check.secret.clone(),
+            }),
+        }
+    }
+
+    /// The check of `service` with ldirectord's per-virtual defaults (request `/`, empty
+    /// receive, `GET`, no login, no database, no secret), for tests and tools; set what the
+    /// configuration names.
+    pub fn defaults(service: Service) -> Negotiate {
+        let check = CheckSettings {
+            checktype: CheckType::Negotiate,
             service,
-            protocol: Protocol::Tcp,
-            virtual_server,
-            real,
-            check_port: check_port(None, real.port(), service),
-            request: "/".to_owned(),
+            checkport: None,
+            checktimeout: 5,
+            negotiatetimeout: 30,
+            failurecount: 1,
+            checkcount: 1,
+            checkinterval: 10,
+            request: "/".into(),
             receive: String::new(),
             virtualhost: None,
-            http_method: HttpMethod::Get,
+            httpmethod: HttpMethod::Get,
+            login: String::new(),
+            passwd: String::new(),
+            database: String::new(),
+            secret: String::new(),
+            checkcommand: "/bin/true".into(),
+            load: None,
+        };
+        let real = RealCheck {
+            port: None,
+            request: "/".into(),
+            receive: String::new(),
+            url: String::new(),
+        };
+        Negotiate::from_config(service, &check, &real)
+    }
+
+    /// ldirectord's name for it.
+    pub fn service(&self) -> Service {
+        match self {
+            Negotiate::None => Service::None,
+            Negotiate::Http(h) => match h.kind {
+                HttpKind::Http => Service::Http,
+                HttpKind::Https => Service::Https,
+                HttpKind::Proxy => Service::HttpProxy,
+            },
+            Negotiate::SimpleTcp(_) => Service::Simpletcp,
+            Negotiate::Dns(_) => Service::Dns,
+            Negotiate::Ftp(_) => Service::Ftp,
+            Negotiate::Smtp { submission: false } => Service::Smtp,
+            Negotiate::Smtp { submission: true } => Service::Submission,
+            Negotiate::Pop(m) if m.tls => Service::Pops,
+            Negotiate::Pop(_) => Service::Pop,
+            Negotiate::Imap(m) if m.tls => Service::Imaps,
+            Negotiate::Imap(_) => Service::Imap,
+            Negotiate::Nntp => Service::Nntp,
+            Negotiate::Ldap(l) if l.tls => Service::Ldaps,
+            Negotiate::Ldap(_) => Service::Ldap,
+            Negotiate::Sql(s) => match s.engine {
+                SqlEngine::Mysql => Service::Mysql,
+                SqlEngine::Pgsql => Service::Pgsql,
+                SqlEngine::Oracle => Service::Oracle,
+            },
+            Negotiate::Sip(_) => Service::Sip,
+            Negotiate::Radius(_) => Service::Radius,
+        }
+    }
+}
+
+impl CheckSpec {
+    /// A spec with ldirectord's per-virtual defaults (`checktype = negotiate`, `/bin/true`,
+    /// timeouts 5 s / 30 s, one attempt, 10 s interval) speaking `negotiate`; set the fields
+    /// that the configuration names.
+    pub fn new(virtual_address: VirtualAddress, real: SocketAddr, negotiate: Negotiate) -> Self {
+        CheckSpec {
+            check_type: CheckType::Negotiate,
+            virtual_address,
+            real,
+            check_port: check_port(None, real.port(), negotiate.service()).unwrap_or(0),
+            negotiate,
             check_command: "/bin/true".to_owned(),
             check_timeout: Duration::from_secs(5),
             negotiate_timeout: Duration::from_secs(30),
@@ -268,6 +340,36 @@ impl CheckSpec {
             check_interval: Duration::from_secs(10),
             maintenance_dir: None,
         }
+    }
+
+    /// The check of `real` in `vs`, as ldirectord would run it, from the values lb-config
+    /// derived (`ld_setup`).
+    pub fn from_config(
+        config: &lb_config::Config,
+        vs: &lb_config::VirtualService,
+        real: &lb_config::Real,
+    ) -> CheckSpec {
+        let check = &vs.check;
+        CheckSpec {
+            check_type: check.checktype,
+            virtual_address: vs.address,
+            real: SocketAddr::new(real.address, real.port),
+            // None at all (port 0, service without a port) makes a connecting probe fail, as
+            // ldirectord's does.
+            check_port: real.check.port.unwrap_or(0),
+            negotiate: Negotiate::from_config(check.service, check, &real.check),
+            check_command: check.checkcommand.clone(),
+            check_timeout: Duration::from_secs(check.checktimeout.into()),
+            negotiate_timeout: Duration::from_secs(check.negotiatetimeout.into()),
+            check_count: check.checkcount,
+            check_interval: Duration::from_secs(check.checkinterval.into()),
+            maintenance_dir: config.global.maintenancedir.clone(),
+        }
+    }
+
+    /// The virtual's transport protocol; `None` for a firewall mark.
+    pub fn protocol(&self) -> Option<Protocol> {
+        self.virtual_address.protocol()
     }
 
     /// Whether this check ever runs the service's negotiate check.
@@ -287,26 +389,20 @@ impl CheckSpec {
             });
         }
         match self.check_type {
-            CheckType::Negotiate | CheckType::Combined(_) => {
-                if !self.service.is_supported() {
-                    return Err(CheckError::UnsupportedService(self.service));
-                }
-            }
+            CheckType::Negotiate | CheckType::Combined(_) => {}
             CheckType::External | CheckType::ExternalPerl => {
                 if self.check_command.trim().is_empty() {
                     return Err(CheckError::EmptyCommand);
                 }
             }
             CheckType::Ping => self.validate_ping()?,
-            CheckType::Connect if self.protocol == Protocol::Udp => self.validate_ping()?,
+            CheckType::Connect if self.protocol() == Some(Protocol::Udp) => self.validate_ping()?,
             CheckType::Connect => {}
             CheckType::On | CheckType::Off => {}
         }
         Ok(())
     }
-}
 
-impl CheckSpec {
     fn validate_ping(&self) -> Result<(), CheckError> {
         if self.check_count == 0 {
             return Err(CheckError::ZeroCheckCount);
@@ -318,16 +414,6 @@ impl CheckSpec {
             });
         }
         Ok(())
-    }
-}
-
-/// ldirectord's `ld_checkport`: `checkport` if set, else the real's port if non-zero, else the
-/// service's well-known port (0 when it has none, which makes connecting probes fail).
-pub fn check_port(checkport: Option<u16>, real_port: u16, service: Service) -> u16 {
-    match checkport {
-        Some(port) => port,
-        None if real_port > 0 => real_port,
-        None => service.well_known_port().unwrap_or(0),
     }
 }
 
@@ -344,52 +430,42 @@ pub(crate) fn bracketed(ip: IpAddr) -> String {
 mod tests {
     use super::*;
 
+    pub(crate) fn tcp_virtual() -> VirtualAddress {
+        VirtualAddress::Socket {
+            protocol: Protocol::Tcp,
+            address: "192.0.2.1:80".parse().unwrap(),
+        }
+    }
+
     fn spec() -> CheckSpec {
         CheckSpec::new(
-            VirtualServer::Addr("192.0.2.1:80".parse().unwrap()),
+            tcp_virtual(),
             "10.0.0.1:80".parse().unwrap(),
-            Service::Http,
+            Negotiate::defaults(Service::Http),
         )
     }
 
     #[test]
-    fn service_names_round_trip() {
-        for s in Service::ALL {
-            assert_eq!(Service::from_name(s.name()), Some(s));
+    fn every_service_round_trips_through_its_negotiate_check() {
+        for service in Service::ALL {
+            assert_eq!(Negotiate::defaults(service).service(), service);
         }
-        assert_eq!(Service::from_name("gopher"), None);
     }
 
     #[test]
-    fn service_from_port_matches_ldirectord() {
-        assert_eq!(Service::from_port(80), Service::Http);
-        assert_eq!(Service::from_port(53), Service::Dns);
-        assert_eq!(Service::from_port(3128), Service::HttpProxy);
-        assert_eq!(Service::from_port(8080), Service::None);
-    }
-
-    #[test]
-    fn check_port_prefers_checkport_then_real_then_service() {
-        assert_eq!(check_port(Some(8080), 80, Service::Http), 8080);
-        assert_eq!(check_port(None, 81, Service::Http), 81);
-        assert_eq!(check_port(None, 0, Service::Https), 443);
-        assert_eq!(check_port(None, 0, Service::None), 0);
-    }
-
-    #[test]
-    fn unsupported_service_is_refused_only_when_negotiated() {
-        let mut s = spec();
-        s.service = Service::Ftp;
-        assert_eq!(
-            s.validate(),
-            Err(CheckError::UnsupportedService(Service::Ftp))
-        );
-        s.check_type = CheckType::Combined(3);
-        assert!(s.validate().is_err());
-        s.check_type = CheckType::Connect;
-        assert_eq!(s.validate(), Ok(()));
-        assert!(!Service::Mysql.is_supported());
-        assert!(Service::SimpleTcp.is_supported());
+    fn credentials_reach_the_protocols_that_read_them() {
+        let mut check = match Negotiate::defaults(Service::Mysql) {
+            Negotiate::Sql(sql) => sql,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(check.engine, SqlEngine::Mysql);
+        assert!(check.login.user.is_empty());
+        check.database = "db".into();
+        assert_ne!(Negotiate::Sql(check), Negotiate::defaults(Service::Mysql));
+        match Negotiate::defaults(Service::Pops) {
+            Negotiate::Pop(m) => assert!(m.tls && m.login.is_none()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -406,12 +482,34 @@ mod tests {
     }
 
     #[test]
+    fn check_port_is_the_real_port_else_the_service_port() {
+        let mut s = spec();
+        assert_eq!(s.check_port, 80);
+        s = CheckSpec::new(
+            tcp_virtual(),
+            "10.0.0.1:0".parse().unwrap(),
+            Negotiate::defaults(Service::Imaps),
+        );
+        assert_eq!(s.check_port, 993);
+    }
+
+    #[test]
     fn identity_ignores_nothing_that_changes_the_probe() {
         let a = spec();
         let mut b = spec();
         assert_eq!(a, b);
-        b.virtualhost = Some("www.example.com".into());
+        if let Negotiate::Http(http) = &mut b.negotiate {
+            http.virtualhost = Some("www.example.com".into());
+        }
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn perl_truth_of_strings() {
+        assert!(!perl_true(""));
+        assert!(!perl_true("0"));
+        assert!(perl_true("00"));
+        assert!(perl_true("admin"));
     }
 
     #[test]

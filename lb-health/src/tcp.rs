@@ -6,14 +6,15 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
+use crate::line::{self, Lines};
 use crate::outcome::Outcome;
 use crate::receive::Receive;
+use crate::udp;
 
-/// Longest line simpletcp keeps before matching it anyway, so a server that never sends a
-/// newline cannot make a check buffer without bound.
+/// Longest line simpletcp keeps before matching it anyway (and reading on), so a server that
+/// never sends a newline cannot make a check buffer without bound.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// TCP connect, then close.
@@ -30,14 +31,9 @@ pub(crate) async fn connect(addr: SocketAddr) -> Outcome {
 /// The connect of a combined check over UDP: ldirectord's `check_connect` "connects" a
 /// datagram socket, which only fails when there is no route.
 pub(crate) async fn connect_udp(addr: SocketAddr) -> Outcome {
-    let result = async {
-        let socket = UdpSocket::bind(unspecified(addr)).await?;
-        socket.connect(addr).await
-    }
-    .await;
-    match result {
-        Ok(()) => Outcome::up("connected (udp)"),
-        Err(e) => Outcome::down(format!("connect udp {addr}: {e}")),
+    match udp::connected(addr).await {
+        Ok(_) => Outcome::up("connected (udp)"),
+        Err(e) => Outcome::down(e),
     }
 }
 
@@ -50,22 +46,21 @@ pub(crate) fn simpletcp_payload(request: &str) -> Vec<u8> {
 
 /// simpletcp over TCP: send, shut the write side, read lines until one matches.
 pub(crate) async fn simpletcp(addr: SocketAddr, payload: &[u8], receive: &Receive) -> Outcome {
-    let mut stream = match TcpStream::connect(addr).await {
-        Ok(stream) => stream,
-        Err(e) => return Outcome::down(format!("connect {addr}: {e}")),
+    let mut lines = match line::connect(addr).await {
+        Ok(stream) => Lines::new(stream),
+        Err(e) => return Outcome::down(e),
     };
-    if let Err(e) = stream.write_all(payload).await {
-        return Outcome::down(format!("send: {e}"));
+    if let Err(e) = lines.send(payload).await {
+        return Outcome::down(e);
     }
     // The server may read until EOF before it answers, as with `nc -q`.
-    if let Err(e) = stream.shutdown().await {
-        return Outcome::down(format!("shutdown: {e}"));
+    if let Err(e) = lines.shutdown().await {
+        return Outcome::down(e);
     }
-    let mut reader = BufReader::with_capacity(4096, stream);
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
-        match read_line(&mut reader, &mut line).await {
+        match lines.read_upto(&mut line, MAX_LINE_BYTES).await {
             Ok(0) => return Outcome::down("no line matched receive"),
             Ok(_) => {
                 if receive.is_match(&String::from_utf8_lossy(&line)) {
@@ -77,40 +72,13 @@ pub(crate) async fn simpletcp(addr: SocketAddr, payload: &[u8], receive: &Receiv
     }
 }
 
-/// Reads one line (with its `\n`) of at most `MAX_LINE_BYTES`; 0 at end of stream.
-async fn read_line(
-    reader: &mut BufReader<TcpStream>,
-    line: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(line.len());
-        }
-        let room = MAX_LINE_BYTES - line.len();
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) if i < room => (i + 1, true),
-            _ if available.len() >= room => (room, true),
-            _ => (available.len(), false),
-        };
-        line.extend_from_slice(&available[..take]);
-        reader.consume(take);
-        if done {
-            return Ok(line.len());
-        }
-    }
-}
-
 /// simpletcp over UDP: one datagram out, then every datagram's lines until one matches or
 /// the caller's deadline passes.
 pub(crate) async fn simpletcp_udp(addr: SocketAddr, payload: &[u8], receive: &Receive) -> Outcome {
-    let socket = match UdpSocket::bind(unspecified(addr)).await {
+    let socket = match udp::connected(addr).await {
         Ok(s) => s,
-        Err(e) => return Outcome::down(format!("socket: {e}")),
+        Err(e) => return Outcome::down(e),
     };
-    if let Err(e) = socket.connect(addr).await {
-        return Outcome::down(format!("connect udp {addr}: {e}"));
-    }
     if let Err(e) = socket.send(payload).await {
         return Outcome::down(format!("send: {e}"));
     }
@@ -126,13 +94,6 @@ pub(crate) async fn simpletcp_udp(addr: SocketAddr, payload: &[u8], receive: &Re
             // An ICMP port unreachable surfaces here as "connection refused".
             Err(e) => return Outcome::down(format!("recv: {e}")),
         }
-    }
-}
-
-fn unspecified(peer: SocketAddr) -> SocketAddr {
-    match peer {
-        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     }
 }
 

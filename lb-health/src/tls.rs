@@ -1,4 +1,5 @@
-//! The TLS client configuration of https checks: one per runner, shared by every check.
+//! The TLS client configurations of the https, pops and imaps checks: one of each per runner,
+//! shared by every check. (ldaps verifies nothing, as Net::LDAP: see `ldap`.)
 //!
 //! As ldirectord on Debian 12 (LWP 6.68, IO::Socket::SSL 2.081, OpenSSL 3): the server's
 //! certificate chain is verified against the system's CA store, and its name is not checked.
@@ -19,7 +20,7 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{
     CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
 };
@@ -29,7 +30,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-/// The certificate authorities https checks trust.
+/// The certificate authorities https, pops and imaps checks trust.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum TrustedCas {
     /// The system's store, found as OpenSSL finds it: `SSL_CERT_FILE` and `SSL_CERT_DIR` when
@@ -43,7 +44,7 @@ pub enum TrustedCas {
 
 impl TrustedCas {
     /// The store and its certificates (sorted), with what could not be used logged. An empty
-    /// store fails every https check, as it does in ldirectord.
+    /// store fails every https, pops and imaps check, as it does in ldirectord.
     fn load(&self) -> (RootCertStore, Vec<Vec<u8>>) {
         let certs: Vec<CertificateDer<'static>> = match self {
             TrustedCas::System => {
@@ -66,7 +67,7 @@ impl TrustedCas {
         if added == 0 {
             tracing::warn!(
                 "no trusted CA certificates (install the package ca-certificates): \
-                 every https check will be down, as in ldirectord"
+                 every https, pops and imaps check will be down, as in ldirectord"
             );
         }
         let mut certs: Vec<Vec<u8>> = certs.iter().map(|c| c.to_vec()).collect();
@@ -76,29 +77,46 @@ impl TrustedCas {
     }
 }
 
-/// The shared client configuration: ring provider, TLS 1.2 and 1.3, no client certificate,
-/// no ALPN (the checks speak HTTP/1.1), chain verified against `trusted`, name not checked.
-pub(crate) fn client_config(trusted: &TrustedCas) -> Arc<ClientConfig> {
+/// The shared client configurations: ring provider, TLS 1.2 and 1.3, no client certificate,
+/// no ALPN, the chain verified against `trusted`. https's does not check the name (LWP's
+/// `verify_hostname => 0`); that of pops and imaps checks it against the real's address, as
+/// IO::Socket::SSL does by default for Mail::POP3Client and Net::IMAP::Simple::SSL.
+pub(crate) struct ClientConfigs {
+    pub(crate) chain_only: Arc<ClientConfig>,
+    pub(crate) chain_and_name: Arc<ClientConfig>,
+}
+
+pub(crate) fn client_configs(trusted: &TrustedCas) -> ClientConfigs {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (roots, certificates) = trusted.load();
-    let verifier = Arc::new(ChainOnly {
+    let trust = Arc::new(Trust {
         roots,
         certificates,
         algorithms: provider.signature_verification_algorithms,
     });
-    let config = ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
-        .with_protocol_versions(rustls::ALL_VERSIONS)
-        .expect("the ring provider supports every rustls protocol version")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Arc::new(config)
+    let config = |check_name| {
+        let verifier = Arc::new(Verifier {
+            trust: Arc::clone(&trust),
+            check_name,
+        });
+        let config =
+            ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
+                .with_protocol_versions(rustls::ALL_VERSIONS)
+                .expect("the ring provider supports every rustls protocol version")
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth();
+        Arc::new(config)
+    };
+    ClientConfigs {
+        chain_only: config(false),
+        chain_and_name: config(true),
+    }
 }
 
-/// Verifies everything but the name: the chain up to a trusted CA (signatures, validity
-/// dates, basic constraints, key usage), and the handshake signatures.
+/// The trusted CAs, loaded once for both configurations.
 #[derive(Debug)]
-struct ChainOnly {
+struct Trust {
     roots: RootCertStore,
     /// The store's certificates as they are, sorted: a server certificate found here is
     /// trusted itself.
@@ -106,39 +124,49 @@ struct ChainOnly {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+/// Verifies the chain up to a trusted CA (signatures, validity dates, basic constraints, key
+/// usage) and the handshake signatures; the name too when `check_name`.
+#[derive(Debug)]
+struct Verifier {
+    trust: Arc<Trust>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let cert = ParsedCertificate::try_from(end_entity)?;
+        let trust = &self.trust;
         match verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            &trust.roots,
             intermediates,
             now,
-            self.algorithms.all,
+            trust.algorithms.all,
         ) {
-            Ok(()) => Ok(ServerCertVerified::assertion()),
+            Ok(()) => {}
             // A self-signed certificate made with `openssl req -x509` says it is a CA, which
             // webpki refuses as a server's; it checks the validity dates before that, so this
             // error also says the certificate is valid now. OpenSSL trusts such a certificate
             // when the store holds it.
             Err(e)
                 if is_ca_used_as_end_entity(&e)
-                    && self
+                    && trust
                         .certificates
                         .binary_search_by(|c| c.as_slice().cmp(end_entity))
-                        .is_ok() =>
-            {
-                Ok(ServerCertVerified::assertion())
-            }
-            Err(e) => Err(e),
+                        .is_ok() => {}
+            Err(e) => return Err(e),
         }
+        if self.check_name {
+            verify_server_name(&cert, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -147,7 +175,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        verify_tls12_signature(message, cert, dss, &self.trust.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -156,11 +184,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+        verify_tls13_signature(message, cert, dss, &self.trust.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.trust.algorithms.supported_schemes()
     }
 }
 

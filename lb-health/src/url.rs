@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use http::Uri;
 
 use crate::error::CheckError;
-use crate::spec::{Service, bracketed};
+use crate::spec::{HttpKind, bracketed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scheme {
@@ -152,7 +152,7 @@ fn has_scheme(text: &str) -> bool {
 /// turns a virtual-level one into a path). `http_proxy` needs an absolute request: ldirectord
 /// would fetch an empty URL and fail every check.
 pub(crate) fn check_url(
-    service: Service,
+    kind: HttpKind,
     request: &str,
     real: IpAddr,
     check_port: u16,
@@ -165,10 +165,10 @@ pub(crate) fn check_url(
     if has_scheme(uri) {
         return Url::parse(uri).map_err(invalid);
     }
-    let schema = match service {
-        Service::Https => "https",
-        Service::HttpProxy => return Err(CheckError::ProxyRequestNotAbsolute(request.to_owned())),
-        _ => "http",
+    let schema = match kind {
+        HttpKind::Https => "https",
+        HttpKind::Proxy => return Err(CheckError::ProxyRequestNotAbsolute(request.to_owned())),
+        HttpKind::Http => "http",
     };
     Url::parse(&format!(
         "{schema}://{}:{check_port}/{uri}",
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn path_request_is_fetched_from_the_real() {
-        let u = check_url(Service::Http, "/health?x=1", ip("10.0.0.1"), 8080).unwrap();
+        let u = check_url(HttpKind::Http, "/health?x=1", ip("10.0.0.1"), 8080).unwrap();
         assert_eq!(u.scheme, Scheme::Http);
         assert_eq!(u.host, "10.0.0.1");
         assert_eq!(u.port, 8080);
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn https_and_ipv6_reals() {
-        let u = check_url(Service::Https, "/", ip("2001:db8::5"), 443).unwrap();
+        let u = check_url(HttpKind::Https, "/", ip("2001:db8::5"), 443).unwrap();
         assert_eq!(u.scheme, Scheme::Https);
         assert_eq!(u.host, "2001:db8::5");
         assert_eq!(u.authority(), "[2001:db8::5]");
@@ -206,16 +206,16 @@ mod tests {
 
     #[test]
     fn request_without_leading_slash_and_empty_request() {
-        let u = check_url(Service::Http, "index.html", ip("10.0.0.1"), 80).unwrap();
+        let u = check_url(HttpKind::Http, "index.html", ip("10.0.0.1"), 80).unwrap();
         assert_eq!(u.path_and_query, "/index.html");
-        let u = check_url(Service::Http, "/", ip("10.0.0.1"), 80).unwrap();
+        let u = check_url(HttpKind::Http, "/", ip("10.0.0.1"), 80).unwrap();
         assert_eq!(u.path_and_query, "/");
     }
 
     #[test]
     fn absolute_request_is_used_as_is() {
         let u = check_url(
-            Service::Http,
+            HttpKind::Http,
             "/http://www.example.com:8000/a",
             ip("10.0.0.1"),
             80,
@@ -229,11 +229,11 @@ mod tests {
     #[test]
     fn proxy_needs_an_absolute_request() {
         assert!(matches!(
-            check_url(Service::HttpProxy, "/", ip("10.0.0.1"), 3128),
+            check_url(HttpKind::Proxy, "/", ip("10.0.0.1"), 3128),
             Err(CheckError::ProxyRequestNotAbsolute(_))
         ));
         let u = check_url(
-            Service::HttpProxy,
+            HttpKind::Proxy,
             "http://origin.example/x",
             ip("10.0.0.1"),
             3128,

@@ -6,7 +6,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{check_once, negotiate};
+use common::{Settings, check_once, negotiate};
 use lb_health::{Protocol, Service};
 use simple_dns::rdata::{A, PTR, RData};
 use simple_dns::{CLASS, Name, Packet, PacketFlag, QTYPE, RCODE, ResourceRecord, TYPE};
@@ -76,9 +76,9 @@ async fn name_server() -> SocketAddr {
 
 fn dns_spec(server: SocketAddr, request: &str, receive: &str) -> lb_health::CheckSpec {
     let mut spec = negotiate(server, Service::Dns);
-    spec.protocol = Protocol::Udp;
-    spec.request = request.into();
-    spec.receive = receive.into();
+    spec.set_protocol(Protocol::Udp);
+    *spec.request() = request.into();
+    *spec.receive() = receive.into();
     spec
 }
 
@@ -103,7 +103,7 @@ async fn address_request_asks_ptr() {
 async fn tcp_when_protocol_is_tcp() {
     let server = name_server().await;
     let mut spec = dns_spec(server, "/www.example.test", "192.0.2.80");
-    spec.protocol = Protocol::Tcp;
+    spec.set_protocol(Protocol::Tcp);
     let outcome = check_once(spec).await;
     assert!(outcome.up, "{outcome:?}");
 }

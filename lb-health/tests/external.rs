@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{check_once, negotiate};
-use lb_health::{CheckType, Service, VirtualServer};
+use common::{check_once, negotiate, tcp_virtual};
+use lb_health::{CheckType, Family, Service, VirtualAddress};
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
@@ -18,7 +18,7 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 fn external(command: &Path, check_type: CheckType) -> lb_health::CheckSpec {
     let mut spec = negotiate("10.0.0.7:8080".parse().unwrap(), Service::None);
-    spec.virtual_server = VirtualServer::Addr("192.0.2.1:80".parse().unwrap());
+    spec.virtual_address = tcp_virtual("192.0.2.1:80");
     spec.check_type = check_type;
     spec.check_command = command.to_str().unwrap().to_owned();
     spec
@@ -56,7 +56,10 @@ async fn fwmark_and_ipv6_arguments() {
         &format!("#!/bin/sh\necho \"$@\" > {}\n", args_file.display()),
     );
     let mut spec = external(&ok, CheckType::External);
-    spec.virtual_server = VirtualServer::Fwmark(42);
+    spec.virtual_address = VirtualAddress::Fwmark {
+        mark: 42,
+        family: Family::Inet,
+    };
     spec.real = "[2001:db8::9]:443".parse().unwrap();
     assert!(check_once(spec).await.up);
     assert_eq!(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TIMEOUT, check_once, http_server, negotiate, respond};
+use common::{Settings, TIMEOUT, check_once, http_server, negotiate, respond};
 use http_body_util::Full;
 use hyper::Response;
 use lb_health::{HttpMethod, Service};
@@ -46,14 +46,14 @@ async fn connection_refused_is_down() {
 async fn receive_regex_match_and_mismatch() {
     let addr = http_server(Arc::new(|_| respond(200, "<h1>status: healthy</h1>\n"))).await;
     let mut spec = negotiate(addr, Service::Http);
-    spec.receive = "status: (healthy|ok)".into();
+    *spec.receive() = "status: (healthy|ok)".into();
     assert!(check_once(spec.clone()).await.up);
-    spec.receive = "^<h1>.*</h1>$".into();
+    *spec.receive() = "^<h1>.*</h1>$".into();
     assert!(
         check_once(spec.clone()).await.up,
         "$ matches before the final newline"
     );
-    spec.receive = "unhealthy|down".into();
+    *spec.receive() = "unhealthy|down".into();
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
     assert!(outcome.reason.contains("receive did not match"));
@@ -69,9 +69,9 @@ async fn request_path_and_query_reach_the_server() {
     }))
     .await;
     let mut spec = negotiate(addr, Service::Http);
-    spec.request = "/health/check?deep=1".into();
+    *spec.request() = "/health/check?deep=1".into();
     assert!(check_once(spec.clone()).await.up);
-    spec.request = "plain.html".into();
+    *spec.request() = "plain.html".into();
     assert!(check_once(spec).await.up);
     assert_eq!(
         *seen.lock().unwrap(),
@@ -89,7 +89,7 @@ async fn head_method_is_sent() {
     }))
     .await;
     let mut spec = negotiate(addr, Service::Http);
-    spec.http_method = HttpMethod::Head;
+    *spec.http_method() = HttpMethod::Head;
     assert!(check_once(spec).await.up);
     assert_eq!(*seen.lock().unwrap(), ["HEAD"]);
 }
@@ -106,7 +106,7 @@ async fn host_header_is_virtualhost_or_the_real_address() {
     .await;
     let mut spec = negotiate(addr, Service::Http);
     assert!(check_once(spec.clone()).await.up);
-    spec.virtualhost = Some("www.example.test".into());
+    *spec.virtualhost() = Some("www.example.test".into());
     assert!(check_once(spec).await.up);
     assert_eq!(*seen.lock().unwrap(), ["127.0.0.1", "www.example.test"]);
 }
@@ -130,9 +130,9 @@ async fn redirects_are_followed_with_host_from_the_new_url() {
     }))
     .await;
     let mut spec = negotiate(addr, Service::Http);
-    spec.request = "/old".into();
-    spec.receive = "arrived".into();
-    spec.virtualhost = Some("vhost.test".into());
+    *spec.request() = "/old".into();
+    *spec.receive() = "arrived".into();
+    *spec.virtualhost() = Some("vhost.test".into());
     let outcome = check_once(spec).await;
     assert!(outcome.up, "{outcome:?}");
     let seen = seen.lock().unwrap();
@@ -190,7 +190,7 @@ async fn chunked_body_from_hyper_is_matched() {
         }
     });
     let mut spec = negotiate(addr, Service::Http);
-    spec.receive = "^status: healthy$".into();
+    *spec.receive() = "^status: healthy$".into();
     let outcome = check_once(spec).await;
     assert!(outcome.up, "{outcome:?}");
     assert_eq!(requests.lock().unwrap().len(), 1);
@@ -255,8 +255,8 @@ async fn http_proxy_fetches_the_absolute_url_through_the_real() {
     }))
     .await;
     let mut spec = negotiate(addr, Service::HttpProxy);
-    spec.request = "http://origin.example.test/page".into();
-    spec.receive = "origin".into();
+    *spec.request() = "http://origin.example.test/page".into();
+    *spec.receive() = "origin".into();
     let outcome = check_once(spec).await;
     assert!(outcome.up, "{outcome:?}");
     assert_eq!(
@@ -281,7 +281,7 @@ async fn ipv6_real() {
     )
     .await;
     let mut spec = negotiate(addr, Service::Http);
-    spec.receive = r"^\[::1\]$".into();
+    *spec.receive() = r"^\[::1\]$".into();
     let outcome = check_once(spec).await;
     assert!(outcome.up, "{outcome:?}");
     let _ = TIMEOUT;
@@ -442,10 +442,10 @@ mod https {
         let hosts = Arc::new(Mutex::new(Vec::new()));
         let (addr, names) = https_server(pki.leaf("cert.invalid", false), Arc::clone(&hosts)).await;
         let mut spec = negotiate(addr, Service::Https);
-        spec.receive = "secure".into();
+        *spec.receive() = "secure".into();
         let outcome = check_trusting(spec.clone(), &pki.trusted()).await;
         assert!(outcome.up, "{outcome:?}");
-        spec.virtualhost = Some("www.example.test".into());
+        *spec.virtualhost() = Some("www.example.test".into());
         let outcome = check_trusting(spec, &pki.trusted()).await;
         assert!(outcome.up, "{outcome:?}");
         assert_eq!(

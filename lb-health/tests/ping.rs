@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{check_once, negotiate};
+use common::{Settings, check_once, negotiate};
 use lb_health::{CheckType, Checker, Probes, Protocol, Service};
 
 fn ping(addr: &str) -> lb_health::CheckSpec {
@@ -35,7 +35,7 @@ async fn ipv6_loopback_answers() {
 async fn connect_over_udp_pings() {
     let mut spec = ping("127.0.0.1");
     spec.check_type = CheckType::Connect;
-    spec.protocol = Protocol::Udp;
+    spec.set_protocol(Protocol::Udp);
     assert!(check_once(spec).await.up);
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{http_server, negotiate, respond};
+use common::{Settings, http_server, negotiate, respond};
 use lb_health::{
     CheckError, CheckOutcome, CheckResult, CheckSpec, CheckType, Checker, HealthRunner, Jitter,
     Probes, RunnerConfig, Service,
@@ -281,17 +281,15 @@ async fn refused_specs_are_returned_and_never_reported() {
     let shutdown = CancellationToken::new();
     let (tx, _rx) = mpsc::channel::<CheckResult<&str>>(8);
     let mut runner = HealthRunner::new(tx, fast_config(), &shutdown);
-    let mut ftp = negotiate("127.0.0.1:21".parse().unwrap(), Service::Ftp);
-    ftp.check_type = CheckType::Negotiate;
+    let mut no_command = negotiate("127.0.0.1:21".parse().unwrap(), Service::Ftp);
+    no_command.check_type = CheckType::External;
+    no_command.check_command = " ".into();
     let mut bad_regex = negotiate("127.0.0.1:80".parse().unwrap(), Service::Http);
-    bad_regex.receive = "(".into();
-    let reload = runner.replace([("ftp", ftp), ("re", bad_regex)]);
+    *bad_regex.receive() = "(".into();
+    let reload = runner.replace([("cmd", no_command), ("re", bad_regex)]);
     assert_eq!(runner.len(), 0);
     assert_eq!(reload.rejected.len(), 2);
-    assert_eq!(
-        reload.rejected[0],
-        ("ftp", CheckError::UnsupportedService(Service::Ftp))
-    );
+    assert_eq!(reload.rejected[0], ("cmd", CheckError::EmptyCommand));
     assert!(matches!(
         reload.rejected[1],
         ("re", CheckError::InvalidReceive { .. })

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{check_once, negotiate};
+use common::{Settings, check_once, negotiate};
 use lb_health::{CheckType, Protocol, Service};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
@@ -63,9 +63,9 @@ async fn line_server(
 #[tokio::test]
 async fn simpletcp_sends_request_and_matches_a_line() {
     let (addr, mut requests) = line_server("hello\nSTATUS OK\nbye\n").await;
-    let mut spec = negotiate(addr, Service::SimpleTcp);
-    spec.request = "/PING\\nextra".into();
-    spec.receive = "^STATUS OK$".into();
+    let mut spec = negotiate(addr, Service::Simpletcp);
+    *spec.request() = "/PING\\nextra".into();
+    *spec.receive() = "^STATUS OK$".into();
     let outcome = check_once(spec).await;
     assert!(outcome.up, "{outcome:?}");
     assert_eq!(requests.recv().await.unwrap(), b"PING\nextra");
@@ -74,8 +74,8 @@ async fn simpletcp_sends_request_and_matches_a_line() {
 #[tokio::test]
 async fn simpletcp_without_a_matching_line_is_down() {
     let (addr, _requests) = line_server("hello\nSTATUS FAIL\n").await;
-    let mut spec = negotiate(addr, Service::SimpleTcp);
-    spec.receive = "OK".into();
+    let mut spec = negotiate(addr, Service::Simpletcp);
+    *spec.receive() = "OK".into();
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
     assert_eq!(&*outcome.reason, "no line matched receive");
@@ -95,8 +95,8 @@ async fn simpletcp_silent_server_fails_at_the_deadline() {
             });
         }
     });
-    let mut spec = negotiate(addr, Service::SimpleTcp);
-    spec.receive = "OK".into();
+    let mut spec = negotiate(addr, Service::Simpletcp);
+    *spec.receive() = "OK".into();
     spec.negotiate_timeout = Duration::from_millis(500);
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
@@ -118,14 +118,14 @@ async fn simpletcp_over_udp() {
             let _ = server.send_to(reply.as_bytes(), peer).await;
         }
     });
-    let mut spec = negotiate(addr, Service::SimpleTcp);
-    spec.protocol = Protocol::Udp;
-    spec.request = "/status\\n".into();
-    spec.receive = "^all good$".into();
+    let mut spec = negotiate(addr, Service::Simpletcp);
+    spec.set_protocol(Protocol::Udp);
+    *spec.request() = "/status\\n".into();
+    *spec.receive() = "^all good$".into();
     let outcome = check_once(spec.clone()).await;
     assert!(outcome.up, "{outcome:?}");
 
-    spec.request = "/other".into();
+    *spec.request() = "/other".into();
     spec.negotiate_timeout = Duration::from_millis(500);
     let outcome = check_once(spec).await;
     assert!(!outcome.up);

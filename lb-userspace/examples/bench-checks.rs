@@ -5,6 +5,13 @@
 //!     [--reals 100,1000,10000] [--seconds 10] [--failures 5] [--out target/bench/checks.json]
 //! ```
 //!
+//! `--services LIST` (default: every protocol service, `none` for none) adds one row per
+//! service: 1,000 reals (`--service-reals`) at `checkinterval = 1`, checked by the real
+//! director against the real server of that service (Debian's, as the tests start it: one
+//! server on loopback, which every real's `checkport` names; the reals' own addresses only
+//! tell the checks apart). Measured as for HTTP: checks per second achieved against intended,
+//! the agent's CPU share and peak RSS; the server's CPU is not the agent's.
+//!
 //! For each size N: N web servers on 127.0.0.1 (one port each) in a child process, so their
 //! CPU is not counted as the agent's; an ldirectord configuration with N reals (virtuals of
 //! 100 reals, `checktype = negotiate`, `service = http`, `checkinterval = 1`,
@@ -41,6 +48,29 @@ use xdirectord::hooks::Hooks;
 use xdirectord::log::{LogSink, Logger};
 use xdirectord::table::{DesiredTable, diff::Op};
 
+// lb-health's real servers, as its tests start them.
+#[path = "../../lb-health/tests/servers/mod.rs"]
+mod servers;
+
+/// The protocol services a row is measured for, in `--services` spelling.
+const SERVICES: [&str; 15] = [
+    "ftp",
+    "smtp",
+    "submission",
+    "pop",
+    "pops",
+    "imap",
+    "imaps",
+    "nntp",
+    "ldap",
+    "ldaps",
+    "mysql",
+    "pgsql",
+    "oracle",
+    "sip",
+    "radius",
+];
+
 const CHECKTIMEOUT_S: u64 = 3;
 const REALS_PER_VIRTUAL: usize = 100;
 
@@ -53,6 +83,12 @@ struct Args {
     serve: Option<usize>,
     /// `negotiate` (HTTP, the real cost) or `on` (no probe: the runner and the director alone).
     checktype: String,
+    /// Protocol services to measure, one row each.
+    services: Vec<String>,
+    /// Reals per protocol service row.
+    service_reals: usize,
+    /// In a child: the protocol service of this row.
+    service: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -64,6 +100,9 @@ fn parse_args() -> Args {
         one: None,
         serve: None,
         checktype: "negotiate".into(),
+        services: SERVICES.iter().map(|s| s.to_string()).collect(),
+        service_reals: 1000,
+        service: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +123,20 @@ fn parse_args() -> Args {
             "--checktype" if value == "negotiate" || value == "on" => {
                 args.checktype = value.clone()
             }
+            "--services" if value == "none" => args.services.clear(),
+            "--services" => {
+                args.services = value.split(',').map(|v| v.trim().to_owned()).collect();
+                if let Some(bad) = args
+                    .services
+                    .iter()
+                    .find(|s| !SERVICES.contains(&s.as_str()))
+                {
+                    eprintln!("bench-checks: no protocol service {bad:?}");
+                    usage(&flag);
+                }
+            }
+            "--service-reals" => args.service_reals = number(),
+            "--service" if SERVICES.contains(&value.as_str()) => args.service = Some(value.clone()),
             _ => usage(&flag),
         }
     }
@@ -94,7 +147,7 @@ fn usage(flag: &str) -> ! {
     eprintln!(
         "bench-checks: bad argument {flag:?}\n\
          usage: bench-checks [--reals N[,N…]] [--seconds T] [--failures K] [--checktype negotiate|on]\n\
-         \x20                   [--out FILE]"
+         \x20                   [--services none|S[,S…]] [--service-reals N] [--out FILE]"
     );
     std::process::exit(2)
 }
@@ -108,6 +161,12 @@ fn main() {
     let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) } == 0;
     if let Some(n) = args.serve {
         runtime().block_on(serve(n));
+        return;
+    }
+    if let (Some(n), Some(service)) = (args.one, &args.service) {
+        let mut report = runtime().block_on(one_service(n, service, args.seconds));
+        report["niced"] = niced.into();
+        println!("{report}");
         return;
     }
     if let Some(n) = args.one {
@@ -151,6 +210,34 @@ fn main() {
     // themselves, so the checks' own cost can be told apart.
     let largest = args.reals.iter().copied().max().unwrap_or(0);
     let overhead = (args.checktype != "on" && largest > 0).then(|| run_one(largest, "on"));
+    let services: Vec<serde_json::Value> = args
+        .services
+        .iter()
+        .map(|service| {
+            eprintln!(
+                "bench-checks: {} reals, service {service} …",
+                args.service_reals
+            );
+            let output = Command::new(&exe)
+                .args([
+                    "--one",
+                    &args.service_reals.to_string(),
+                    "--service",
+                    service,
+                ])
+                .args(["--seconds", &args.seconds.to_string()])
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run one service");
+            // A row that fails is reported as such; the others still run.
+            let report: serde_json::Value = match serde_json::from_slice(&output.stdout) {
+                Ok(report) if output.status.success() => report,
+                _ => serde_json::json!({ "service": service, "failed": output.status.to_string() }),
+            };
+            eprintln!("{report}");
+            report
+        })
+        .collect();
     let report = serde_json::json!({
         "bench": "checks",
         "description": "HTTP negotiate checks of N reals on loopback through the director, checkinterval 1 s",
@@ -161,6 +248,7 @@ fn main() {
         },
         "results": results,
         "without_probes": overhead,
+        "services": services,
     });
     if let Some(dir) = std::path::Path::new(&args.out).parent() {
         std::fs::create_dir_all(dir).expect("output directory");
@@ -414,6 +502,196 @@ async fn one(n: usize, args: &Args) -> serde_json::Value {
         "waited_for_slot_in_window": runner_after.waited_for_slot - runner_before.waited_for_slot,
         "load_average_1m": load_average(),
         "applies": last.applies,
+    })
+}
+
+/// The real server of `service` (kept running until dropped), the port every check goes to,
+/// the settings of the virtual, and the CAs the checks must trust.
+struct ServiceServer {
+    _servers: Vec<servers::Server>,
+    port: u16,
+    settings: String,
+    trusted: Option<Vec<u8>>,
+}
+
+async fn service_server(service: &str) -> ServiceServer {
+    let login = "\tlogin=\"probe\"\n\tpasswd=\"s3cret\"\n";
+    let sql = format!("{login}\tdatabase=\"shop\"\n\trequest=\"SELECT * FROM items\"\n");
+    let plain = |server, port, settings: &str| ServiceServer {
+        _servers: vec![server],
+        port,
+        settings: settings.to_owned(),
+        trusted: None,
+    };
+    match service {
+        "ftp" => {
+            let port = servers::free_port();
+            let server = servers::vsftpd(servers::V4, port);
+            plain(
+                server,
+                port,
+                "\trequest=\"welcome.msg\"\n\treceive=\"Welcome\"\n",
+            )
+        }
+        "smtp" | "submission" => {
+            let exim = servers::exim();
+            plain(exim.server, exim.normal, "")
+        }
+        "pop" | "pops" | "imap" | "imaps" => {
+            let dovecot = servers::dovecot();
+            let port = match service {
+                "pop" => dovecot.pop3,
+                "pops" => dovecot.pop3s,
+                "imap" => dovecot.imap,
+                _ => dovecot.imaps,
+            };
+            ServiceServer {
+                _servers: vec![dovecot.server],
+                port,
+                settings: login.to_owned(),
+                trusted: Some(dovecot.certs.ca_der),
+            }
+        }
+        "nntp" => {
+            let (server, port) = servers::nnrpd(None);
+            plain(server, port, "")
+        }
+        "ldap" | "ldaps" => {
+            let (server, ldap, ldaps) = servers::slapd();
+            let port = if service == "ldap" { ldap } else { ldaps };
+            plain(
+                server,
+                port,
+                "\trequest=\"dc=example,dc=com\"\n\treceive=\"example\"\n",
+            )
+        }
+        "mysql" => {
+            let (server, port) = servers::mariadb();
+            plain(server, port, &sql)
+        }
+        "pgsql" => {
+            let (server, port) = servers::postgres();
+            plain(server, port, &sql)
+        }
+        "oracle" => {
+            // A task of this runtime, for as long as the row runs.
+            let addr = servers::tns_listener(servers::V4).await;
+            ServiceServer {
+                _servers: Vec::new(),
+                port: addr.port(),
+                settings: format!("{login}\tdatabase=\"ORCL\"\n\trequest=\"SELECT 1 FROM DUAL\"\n"),
+                trusted: None,
+            }
+        }
+        "sip" => {
+            let (server, port) = servers::kamailio();
+            plain(
+                server,
+                port,
+                "\tprotocol=udp\n\tlogin=\"probe@xdirectord.test\"\n",
+            )
+        }
+        "radius" => {
+            let (server, port, _strict) = servers::freeradius();
+            plain(
+                server,
+                port,
+                &format!(
+                    "\tprotocol=udp\n{login}\tsecret=\"{}\"\n",
+                    servers::RADIUS_SECRET
+                ),
+            )
+        }
+        other => unreachable!("no server for {other}"),
+    }
+}
+
+/// One protocol service's row: `n` reals, every check against one real server.
+async fn one_service(n: usize, service: &str, seconds: u64) -> serde_json::Value {
+    let server = service_server(service).await;
+    let mut text = format!(
+        "checkinterval=1\nchecktimeout={CHECKTIMEOUT_S}\nnegotiatetimeout={CHECKTIMEOUT_S}\n\
+         failurecount=1\nlogfile=\"/dev/null\"\n"
+    );
+    for v in 0..n.div_ceil(REALS_PER_VIRTUAL) {
+        text.push_str(&format!("virtual=10.{}.{}.1:80\n", v / 250, v % 250));
+        for i in v * REALS_PER_VIRTUAL..((v + 1) * REALS_PER_VIRTUAL).min(n) {
+            // Distinct reals (each its own check), all checked at the server's port.
+            text.push_str(&format!("\treal=127.0.0.1:{} gate\n", 20_000 + i));
+        }
+        text.push_str(&format!(
+            "\tchecktype=negotiate\n\tservice={service}\n\tcheckport={}\n{}\n",
+            server.port, server.settings
+        ));
+    }
+    let config = lb_config::parse(
+        text.as_bytes(),
+        "bench.cf".as_ref(),
+        &lb_config::SystemEnvironment,
+    )
+    .expect("the generated configuration is valid");
+    let mut runner = lb_health::RunnerConfig::default();
+    if let Some(ca) = &server.trusted {
+        runner.trusted_cas = lb_health::TrustedCas::Only(vec![ca.clone()]);
+    }
+    let watch = Watch::default();
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let logger = Logger::new(LogSink::File("/dev/null".into()), "bench");
+    let settings = DirectorSettings {
+        logger: logger.clone(),
+        status_file: None,
+        runner,
+        alerts: Alerts::spawn(Mailer::new(), logger.clone(), &tracker),
+        hooks: Hooks::spawn(logger, "/bin/true".into(), &tracker),
+    };
+    let (director, handle) = Director::new(
+        config,
+        Default::default(),
+        Box::new(watch.clone()),
+        settings,
+        &shutdown,
+    );
+    let task = tokio::spawn(director.run());
+
+    // A server that cannot answer every check in time (one process per connection on a
+    // loaded machine) keeps some reals down: measured all the same, and said.
+    let start = Instant::now();
+    while watch.reals.load(Ordering::Relaxed) < n && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_up_s =
+        (watch.reals.load(Ordering::Relaxed) == n).then(|| start.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reals_up = watch.reals.load(Ordering::Relaxed);
+
+    let before = handle.snapshot().await.expect("running");
+    let cpu_before = cpu_seconds();
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let wall = window.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let after = handle.snapshot().await.expect("running");
+    let peak_rss_mib = peak_rss_kib() as f64 / 1024.0;
+    handle.stop().await;
+    let _ = task.await;
+    shutdown.cancel();
+    drop(server);
+    serde_json::json!({
+        "service": service,
+        "reals": n,
+        "checkinterval_s": 1,
+        "seconds": wall,
+        "all_up_after_s": all_up_s,
+        "reals_up_at_window_start": reals_up,
+        "intended_checks_per_s": n as f64,
+        "achieved_checks_per_s": (after.stats.results - before.stats.results) as f64 / wall,
+        "down_results_in_window": after.runner.down - before.runner.down,
+        "cpu_share": cpu / wall,
+        "peak_rss_mib": peak_rss_mib,
+        "late_rounds_in_window": after.runner.overran - before.runner.overran,
+        "waited_for_slot_in_window": after.runner.waited_for_slot - before.runner.waited_for_slot,
+        "load_average_1m": load_average(),
     })
 }
 

@@ -4,6 +4,9 @@
 //! of the configuration really run.
 
 mod common;
+// lb-health's real servers (Debian's daemons on loopback, private data, stopped when dropped).
+#[path = "../../lb-health/tests/servers/mod.rs"]
+mod servers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -350,12 +353,15 @@ async fn reload_changes_only_what_changed_and_keeps_the_state_of_unchanged_reals
     // A file lb-health cannot check: refused the same way.
     write(
         &run.path,
-        &after.replace("\tservice=http\n\treceive=\"ok\"\n\n", "\tservice=ftp\n\n"),
+        &after.replace(
+            "\tservice=http\n\treceive=\"ok\"\n\n",
+            "\tservice=http_proxy\n\n",
+        ),
     );
     assert!(!handle.reload().await);
     wait_for_line(
         &run.lines,
-        "service ftp is not supported by negotiate checks yet",
+        "service http_proxy needs request to be an absolute URL",
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -456,4 +462,58 @@ async fn maintenance_files_and_monitorfile() {
     );
     assert!(lines.contains(&format!("{id} [down] ")), "{lines}");
     run.agent.handle().stop("TERM").await;
+}
+
+/// Protocol checks through the agent: nntp against nnrpd and mysql against mariadb, each
+/// real added when its check passes, kept out while it fails, removed when its server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_checks_add_and_remove_reals() {
+    let (news, news_port) = servers::nnrpd(None);
+    let (_refusing, refusing_port) = servers::nnrpd(Some("closed for the test"));
+    let (database, database_port) = servers::mariadb();
+    let at = |port| SocketAddr::new(servers::V4, port);
+    let (news_real, refusing_real, database_real) =
+        (at(news_port), at(refusing_port), at(database_port));
+    let text = format!(
+        "checkinterval=1\nchecktimeout=2\nnegotiatetimeout=2\n\
+         virtual=127.0.0.1:119\n\treal={news_real} gate\n\treal={refusing_real} gate\n\
+         \tservice=nntp\n\n\
+         virtual=127.0.0.1:3306\n\treal={database_real} gate\n\tservice=mysql\n\
+         \tlogin=\"probe\"\n\tpasswd=\"s3cret\"\n\tdatabase=\"shop\"\n\
+         \trequest=\"SELECT * FROM items\"\n"
+    );
+    let run = start(&text, |_| {}).await;
+    wait_for_table(&run.backend, &run.lines, "the answering reals in", |t| {
+        weight(t, news_real) == Some(1) && weight(t, database_real) == Some(1)
+    })
+    .await;
+    assert_eq!(
+        weight(&run.backend.current(), refusing_real),
+        None,
+        "nnrpd greeting with 400 is down"
+    );
+    assert!(has_line(
+        &run.lines,
+        &format!("Added real server: {news_real} (127.0.0.1:119) (Weight set to 1)")
+    ));
+
+    drop(news);
+    wait_for_table(
+        &run.backend,
+        &run.lines,
+        "the stopped news server out",
+        |t| weight(t, news_real).is_none() && weight(t, database_real) == Some(1),
+    )
+    .await;
+    drop(database);
+    wait_for_table(&run.backend, &run.lines, "the stopped database out", |t| {
+        weight(t, database_real).is_none()
+    })
+    .await;
+    assert!(has_line(
+        &run.lines,
+        &format!("Deleted real server: {database_real} (127.0.0.1:3306)")
+    ));
+    run.agent.handle().stop("TERM").await;
+    run.agent.wait().await;
 }

@@ -328,12 +328,12 @@ fn dash_t_checks_the_file() {
 #[test]
 fn checks_xdirectord_cannot_run_are_refused_by_dash_t_and_at_start() {
     let site = Site::new(
-        "ftp",
-        "virtual=192.0.2.1:21\n\treal=192.0.2.11:21 gate\n\tservice=ftp\n",
+        "proxy",
+        "virtual=192.0.2.1:3128\n\treal=192.0.2.11:3128 gate\n\tservice=http_proxy\n",
     );
     let expected = format!(
-        "Error [PID] reading file {} at line 2: virtual service tcp:192.0.2.1:21: \
-         service ftp is not supported by negotiate checks yet\n",
+        "Error [PID] reading file {} at line 2: virtual service tcp:192.0.2.1:3128: \
+         service http_proxy needs request to be an absolute URL (http://host/path), not \"/\"\n",
         site.arg()
     );
     let out = xdirectord(&["-t", site.arg()]);
@@ -345,6 +345,69 @@ fn checks_xdirectord_cannot_run_are_refused_by_dash_t_and_at_start() {
     assert!(!site.pid_file("xdirectord").exists());
     // Status is not refused: it must work for a daemon started before the file changed.
     assert_eq!(xdirectord(&[site.arg(), "status"]).status.code(), Some(3));
+}
+
+/// Every service ldirectord documents is accepted by `-t`, with the settings its check reads.
+#[test]
+fn every_ldirectord_service_is_accepted_by_dash_t() {
+    let services = [
+        (
+            "ftp",
+            21,
+            "\trequest=\"welcome.msg\"\n\treceive=\"Welcome\"\n",
+        ),
+        ("smtp", 25, ""),
+        ("submission", 587, ""),
+        ("pop", 110, "\tlogin=\"u\"\n\tpasswd=\"p\"\n"),
+        ("pops", 995, "\tlogin=\"u\"\n\tpasswd=\"p\"\n"),
+        ("imap", 143, "\tlogin=\"u\"\n\tpasswd=\"p\"\n"),
+        ("imaps", 993, ""),
+        ("nntp", 119, ""),
+        (
+            "ldap",
+            389,
+            "\trequest=\"dc=example,dc=com\"\n\treceive=\"example\"\n",
+        ),
+        ("ldaps", 636, ""),
+        (
+            "mysql",
+            3306,
+            "\tlogin=\"u\"\n\tpasswd=\"p\"\n\tdatabase=\"d\"\n\trequest=\"SELECT 1\"\n",
+        ),
+        (
+            "pgsql",
+            5432,
+            "\tlogin=\"u\"\n\tpasswd=\"p\"\n\tdatabase=\"d\"\n\trequest=\"SELECT 1\"\n",
+        ),
+        (
+            "oracle",
+            1521,
+            "\tlogin=\"u\"\n\tpasswd=\"p\"\n\tdatabase=\"ORCL\"\n\trequest=\"SELECT 1 FROM DUAL\"\n",
+        ),
+        ("sip", 5060, "\tlogin=\"probe@example.com\"\n"),
+        (
+            "radius",
+            1812,
+            "\tlogin=\"u\"\n\tpasswd=\"p\"\n\tsecret=\"s\"\n",
+        ),
+    ];
+    let mut text_of_file = String::new();
+    for (i, (service, port, settings)) in services.iter().enumerate() {
+        let protocol = if matches!(*service, "radius" | "sip") {
+            "udp"
+        } else {
+            "tcp"
+        };
+        text_of_file.push_str(&format!(
+            "virtual=192.0.2.{}:{port}\n\treal=192.0.2.11:{port} gate\n\tservice={service}\n\
+             \tprotocol={protocol}\n\tchecktype=negotiate\n{settings}\n",
+            i + 1
+        ));
+    }
+    let site = Site::new("services", &text_of_file);
+    let out = xdirectord(&["-t", site.arg()]);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
 }
 
 /// By default (`auto`) `-t` accepts every virtual ldirectord accepts: what XDP cannot serve

@@ -27,6 +27,24 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "procps",          // pgrep, which the Pacemaker resource agent falls back to
     "resource-agents", // Pacemaker's ocf:heartbeat:ldirectord and ocf-tester, run against xdirectord
     "heartbeat",       // heartbeat's ResourceManager, which runs /etc/ha.d/resource.d scripts
+    // The real servers the health-check tests start (lb-health/tests/servers/), each on
+    // loopback with private data; none of their system-wide daemons is started (see
+    // `debian_packages`). inn2 is installed apart (`inn2`).
+    "vsftpd",
+    "exim4-daemon-light",
+    "dovecot-imapd",
+    "dovecot-pop3d",
+    "slapd",
+    "ldap-utils",
+    "mariadb-server",
+    "postgresql",
+    "kamailio",
+    "freeradius",
+    "freeradius-utils",
+    // ldirectord's own checks, run by the tests to compare verdicts (its mysql and pgsql
+    // checks need these DBI drivers; the other Perl libraries come with ldirectord).
+    "libdbd-mysql-perl",
+    "libdbd-pg-perl",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -35,6 +53,7 @@ pub fn setup() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     debian_packages(DEBIAN_PACKAGES)?;
+    inn2()?;
     bpffs()?;
     Ok(())
 }
@@ -123,6 +142,12 @@ fn is_installed(package: &str) -> bool {
 }
 
 /// Installs the Debian packages that are missing (one `apt-get update` first).
+///
+/// Several of them (slapd, mariadb-server, postgresql, dovecot, exim4, vsftpd, kamailio,
+/// freeradius, inn2) would start a system-wide daemon on its well-known port from their
+/// maintainer scripts. A policy-rc.d that forbids every start is in place while they install
+/// (Debian's container images ship one; when the machine has none, one is written for the
+/// install and removed after), so none runs: the tests start their own, on loopback ports.
 pub fn debian_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
@@ -134,10 +159,88 @@ pub fn debian_packages(packages: &[&str]) -> Result<()> {
     }
     println!("setup: installing Debian packages: {}", missing.join(" "));
     run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
+    let _no_daemons = NoDaemons::forbid()?;
+    run(&mut apt_install(&missing))?;
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Command {
+    let mut command = Command::new("apt-get");
+    command
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    command
+}
+
+/// A policy-rc.d that forbids starting services, for as long as it lives; one the machine
+/// already has is left as it is.
+struct NoDaemons {
+    written: bool,
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl NoDaemons {
+    fn forbid() -> Result<NoDaemons> {
+        if std::path::Path::new(POLICY_RC_D).exists() {
+            return Ok(NoDaemons { written: false });
+        }
+        std::fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# xtask setup: no daemon starts while packages install\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        std::fs::set_permissions(
+            POLICY_RC_D,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )?;
+        Ok(NoDaemons { written: true })
+    }
+}
+
+impl Drop for NoDaemons {
+    fn drop(&mut self) {
+        if self.written {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
+}
+
+/// inn2, for the nntp check's tests. Its maintainer script refuses a host name without a
+/// domain (`innconfval: hostname does not resolve or domain not set in inn.conf`), as on a
+/// machine named `vm`: the package's own inn.conf then gets `domain: xdirectord.test` and the
+/// package is configured again. nnrpd also needs an overview database, which only innd (never
+/// run here) would create: `makehistory -O -x` builds an empty one.
+fn inn2() -> Result<()> {
+    const INN_CONF: &str = "/etc/news/inn.conf";
+    if !is_installed("inn2") {
+        println!("setup: installing inn2 (nnrpd answers the nntp check's tests)");
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        let _no_daemons = NoDaemons::forbid()?;
+        if run(&mut apt_install(&["inn2"])).is_err() {
+            let conf = std::fs::read_to_string(INN_CONF)
+                .with_context(|| format!("inn2 failed to install and left no {INN_CONF}"))?;
+            if !conf.lines().any(|l| l.starts_with("domain:")) {
+                println!("setup: inn2 wants a domain; {INN_CONF} gets `domain: xdirectord.test`");
+                std::fs::write(INN_CONF, format!("{conf}\ndomain: xdirectord.test\n"))?;
+            }
+            run(Command::new("dpkg")
+                .args(["--configure", "inn2"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        }
+    }
+    if !std::path::Path::new("/var/spool/news/overview/group.index").exists() {
+        println!("setup: building inn2's (empty) overview database for nnrpd");
+        run(Command::new("runuser").args([
+            "-u",
+            "news",
+            "--",
+            "/usr/lib/news/bin/makehistory",
+            "-O",
+            "-x",
+        ]))?;
+    }
     Ok(())
 }
 

@@ -13,7 +13,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use lb_health::{CheckOutcome, CheckSpec, CheckType, Checker, Probes, Service, VirtualServer};
+use lb_health::{
+    CheckOutcome, CheckSpec, CheckType, Checker, HttpMethod, Negotiate, Probes, Protocol, Service,
+    VirtualAddress,
+};
 use tokio::net::TcpListener;
 
 /// Short for tests, with room to spare on a loaded CI machine.
@@ -56,12 +59,20 @@ pub fn respond(status: u16, body: &str) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-/// A negotiate check of `service` on `real`, timeouts `TIMEOUT`.
+/// A TCP virtual at `address`.
+pub fn tcp_virtual(address: &str) -> VirtualAddress {
+    VirtualAddress::Socket {
+        protocol: Protocol::Tcp,
+        address: address.parse().unwrap(),
+    }
+}
+
+/// A negotiate check of `service` (ldirectord's defaults) on `real`, timeouts `TIMEOUT`.
 pub fn negotiate(real: SocketAddr, service: Service) -> CheckSpec {
     let mut spec = CheckSpec::new(
-        VirtualServer::Addr("192.0.2.1:80".parse().unwrap()),
+        tcp_virtual("192.0.2.1:80"),
         real,
-        service,
+        Negotiate::defaults(service),
     );
     spec.check_type = CheckType::Negotiate;
     spec.check_timeout = TIMEOUT;
@@ -75,4 +86,59 @@ pub async fn check_once(spec: CheckSpec) -> CheckOutcome {
     let probes = Probes::default();
     let mut checker = Checker::new(spec).expect("valid spec");
     checker.check(&probes).await.expect("a result")
+}
+
+/// The settings of a spec's negotiate check that tests change, whatever its service.
+pub trait Settings {
+    fn request(&mut self) -> &mut String;
+    fn receive(&mut self) -> &mut String;
+    fn virtualhost(&mut self) -> &mut Option<String>;
+    fn http_method(&mut self) -> &mut HttpMethod;
+    /// Moves the virtual to `protocol`, keeping its address.
+    fn set_protocol(&mut self, protocol: Protocol);
+}
+
+impl Settings for CheckSpec {
+    fn request(&mut self) -> &mut String {
+        match &mut self.negotiate {
+            Negotiate::Http(h) => &mut h.request,
+            Negotiate::SimpleTcp(e) | Negotiate::Dns(e) => &mut e.request,
+            Negotiate::Ftp(f) => &mut f.request,
+            Negotiate::Ldap(l) => &mut l.request,
+            Negotiate::Sql(s) => &mut s.request,
+            other => panic!("{other:?} has no request"),
+        }
+    }
+
+    fn receive(&mut self) -> &mut String {
+        match &mut self.negotiate {
+            Negotiate::Http(h) => &mut h.receive,
+            Negotiate::SimpleTcp(e) | Negotiate::Dns(e) => &mut e.receive,
+            Negotiate::Ftp(f) => &mut f.receive,
+            Negotiate::Ldap(l) => &mut l.receive,
+            other => panic!("{other:?} has no receive"),
+        }
+    }
+
+    fn virtualhost(&mut self) -> &mut Option<String> {
+        match &mut self.negotiate {
+            Negotiate::Http(h) => &mut h.virtualhost,
+            other => panic!("{other:?} has no virtualhost"),
+        }
+    }
+
+    fn http_method(&mut self) -> &mut HttpMethod {
+        match &mut self.negotiate {
+            Negotiate::Http(h) => &mut h.method,
+            other => panic!("{other:?} has no httpmethod"),
+        }
+    }
+
+    fn set_protocol(&mut self, protocol: Protocol) {
+        let address = match self.virtual_address {
+            VirtualAddress::Socket { address, .. } => address,
+            VirtualAddress::Fwmark { .. } => "192.0.2.1:80".parse().unwrap(),
+        };
+        self.virtual_address = VirtualAddress::Socket { protocol, address };
+    }
 }

@@ -1,69 +1,19 @@
 //! From the configuration to lb-health's [`CheckSpec`]s: one per virtual × real, with every
-//! value ldirectord's `ld_setup` derives (lb-config has derived them; this maps them over).
+//! value ldirectord's `ld_setup` derives (lb-config derives them, lb-health's
+//! `CheckSpec::from_config` turns them into a spec; both crates speak one vocabulary).
 //! lb-health deduplicates equal specs, so a real listed in several virtuals is probed once.
 //!
 //! Also the checks xdirectord makes before it uses a configuration (`-t`, start, reload):
 //! a check lb-health cannot run is refused here with a message, never treated as up.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use lb_config::{Config, Diagnostic, Origin, Real, Severity, VirtualAddress, VirtualService};
-use lb_health::{CheckSpec, Checker, VirtualServer};
+use lb_health::{CheckSpec, Checker};
 
 use super::desired::{RealKey, service_key};
 
 /// The check of `real` in `vs`, as ldirectord would run it.
 pub fn spec(config: &Config, vs: &VirtualService, real: &Real) -> CheckSpec {
-    let check = &vs.check;
-    let service = lb_health::Service::from_name(check.service.as_str())
-        // Both crates list ldirectord's 21 services; a name one lacks would be a bug there.
-        .unwrap_or(lb_health::Service::None);
-    let (virtual_server, protocol) = match vs.address {
-        VirtualAddress::Socket { protocol, address } => (
-            VirtualServer::Addr(address),
-            match protocol {
-                lb_config::Protocol::Tcp => lb_health::Protocol::Tcp,
-                lb_config::Protocol::Udp => lb_health::Protocol::Udp,
-            },
-        ),
-        VirtualAddress::Fwmark { mark, .. } => {
-            (VirtualServer::Fwmark(mark), lb_health::Protocol::Fwm)
-        }
-    };
-    let mut spec = CheckSpec::new(
-        virtual_server,
-        SocketAddr::new(real.address, real.port),
-        service,
-    );
-    spec.check_type = match check.checktype {
-        lb_config::CheckType::Connect => lb_health::CheckType::Connect,
-        lb_config::CheckType::Negotiate => lb_health::CheckType::Negotiate,
-        lb_config::CheckType::Combined(n) => lb_health::CheckType::Combined(n),
-        lb_config::CheckType::Ping => lb_health::CheckType::Ping,
-        lb_config::CheckType::Off => lb_health::CheckType::Off,
-        lb_config::CheckType::On => lb_health::CheckType::On,
-        lb_config::CheckType::External => lb_health::CheckType::External,
-        lb_config::CheckType::ExternalPerl => lb_health::CheckType::ExternalPerl,
-    };
-    spec.protocol = protocol;
-    // lb-config's `ld_checkport`; none at all (port 0, service without a port) makes a
-    // connecting probe fail, as ldirectord's does.
-    spec.check_port = real.check.port.unwrap_or(0);
-    spec.request = real.check.request.clone();
-    spec.receive = real.check.receive.clone();
-    spec.virtualhost = check.virtualhost.clone();
-    spec.http_method = match check.httpmethod {
-        lb_config::HttpMethod::Get => lb_health::HttpMethod::Get,
-        lb_config::HttpMethod::Head => lb_health::HttpMethod::Head,
-    };
-    spec.check_command = check.checkcommand.clone();
-    spec.check_timeout = Duration::from_secs(check.checktimeout.into());
-    spec.negotiate_timeout = Duration::from_secs(check.negotiatetimeout.into());
-    spec.check_count = check.checkcount;
-    spec.check_interval = Duration::from_secs(check.checkinterval.into());
-    spec.maintenance_dir = config.global.maintenancedir.clone();
-    spec
+    CheckSpec::from_config(config, vs, real)
 }
 
 /// Every check of the configuration, keyed by virtual and real, in file order. A real listed
@@ -164,6 +114,7 @@ fn quotemeta(text: &str) -> String {
 mod tests {
     use super::*;
     use lb_config::testing::StaticEnvironment;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Config {
         lb_config::parse(
@@ -188,17 +139,20 @@ mod tests {
         assert_eq!(specs.len(), 2);
         let (key, a) = &specs[0];
         assert_eq!(key.real, "192.0.2.11:8080".parse().unwrap());
-        assert_eq!(a.check_type, lb_health::CheckType::Negotiate);
-        assert_eq!(a.service, lb_health::Service::Http);
-        assert_eq!(a.protocol, lb_health::Protocol::Tcp);
-        assert_eq!(
-            a.virtual_server,
-            VirtualServer::Addr("192.0.2.1:80".parse().unwrap())
-        );
+        assert_eq!(a.check_type, lb_config::CheckType::Negotiate);
+        assert_eq!(a.negotiate.service(), lb_config::Service::Http);
+        assert_eq!(a.protocol(), Some(lb_config::Protocol::Tcp));
+        assert_eq!(a.virtual_address, config.virtuals[0].address);
         assert_eq!(a.check_port, 8080);
-        assert_eq!((a.request.as_str(), a.receive.as_str()), ("/health", "ok"));
-        assert_eq!(a.virtualhost.as_deref(), Some("www.example.com"));
-        assert_eq!(a.http_method, lb_health::HttpMethod::Head);
+        let lb_health::Negotiate::Http(http) = &a.negotiate else {
+            panic!("{:?}", a.negotiate)
+        };
+        assert_eq!(
+            (http.request.as_str(), http.receive.as_str()),
+            ("/health", "ok")
+        );
+        assert_eq!(http.virtualhost.as_deref(), Some("www.example.com"));
+        assert_eq!(http.method, lb_config::HttpMethod::Head);
         assert_eq!(a.check_timeout, Duration::from_secs(3));
         assert_eq!(a.negotiate_timeout, Duration::from_secs(7));
         assert_eq!(a.check_interval, Duration::from_secs(2));
@@ -206,8 +160,11 @@ mod tests {
         assert_eq!(a.maintenance_dir.as_deref(), Some("/tmp".as_ref()));
         let (_, b) = &specs[1];
         assert_eq!(b.check_port, 80, "no port: the service's");
+        let lb_health::Negotiate::Http(http) = &b.negotiate else {
+            panic!("{:?}", b.negotiate)
+        };
         assert_eq!(
-            (b.request.as_str(), b.receive.as_str()),
+            (http.request.as_str(), http.receive.as_str()),
             ("/index.html", "Test")
         );
     }
@@ -220,31 +177,54 @@ mod tests {
              virtual=7\n\treal=192.0.2.12 gate\n\tchecktype=external\n\tcheckcommand=\"/bin/check it\"\n",
         );
         let specs = specs(&config);
-        assert_eq!(specs[0].1.protocol, lb_health::Protocol::Udp);
+        assert_eq!(specs[0].1.protocol(), Some(lb_config::Protocol::Udp));
         assert_eq!(specs[0].1.check_port, 5353);
-        assert_eq!(specs[1].1.virtual_server, VirtualServer::Fwmark(7));
-        assert_eq!(specs[1].1.protocol, lb_health::Protocol::Fwm);
-        assert_eq!(specs[1].1.check_type, lb_health::CheckType::External);
+        assert!(matches!(
+            specs[1].1.virtual_address,
+            VirtualAddress::Fwmark { mark: 7, .. }
+        ));
+        assert_eq!(specs[1].1.protocol(), None);
+        assert_eq!(specs[1].1.check_type, lb_config::CheckType::External);
         assert_eq!(specs[1].1.check_command, "/bin/check it");
     }
 
     #[test]
-    fn unsupported_services_are_refused_with_the_virtual_named() {
-        let config = parse("virtual=192.0.2.1:21\n\treal=192.0.2.11:21 gate\n\tservice=ftp\n");
-        let refusal = refusal(&config).expect("refused");
-        assert_eq!(refusal.line, Some(1));
-        assert_eq!(
-            refusal.message,
-            "virtual service tcp:192.0.2.1:21: service ftp is not supported by negotiate checks yet"
-        );
+    fn credentials_reach_the_checks() {
         let config = parse(
-            "virtual=192.0.2.1:21\n\treal=192.0.2.11:21 gate\n\tservice=ftp\n\tchecktype=connect\n",
+            "virtual=192.0.2.1:3306\n\treal=192.0.2.11:3306 gate\n\tservice=mysql\n\
+             \tlogin=\"probe\"\n\tpasswd=\"pw\"\n\tdatabase=\"shop\"\n\trequest=\"SELECT 1\"\n",
         );
+        let (_, spec) = &specs(&config)[0];
+        let lb_health::Negotiate::Sql(sql) = &spec.negotiate else {
+            panic!("{:?}", spec.negotiate)
+        };
         assert_eq!(
-            refusal_of(&config),
-            None,
-            "a connect check of an ftp service is fine"
+            (
+                sql.login.user.as_str(),
+                sql.login.password.as_str(),
+                sql.database.as_str(),
+                sql.request.as_str()
+            ),
+            ("probe", "pw", "shop", "/SELECT 1")
         );
+    }
+
+    #[test]
+    fn every_service_ldirectord_knows_is_accepted() {
+        for service in lb_config::Service::ALL {
+            let config = parse(&format!(
+                "virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tservice={}\n\
+                 \trequest=\"x\"\n\treceive=\"x\"\n\tlogin=\"u\"\n",
+                service.as_str()
+            ));
+            let refused = refusal_of(&config);
+            // http_proxy needs an absolute URL (refused with a message, see docs).
+            if service == lb_config::Service::HttpProxy {
+                assert!(refused.is_some());
+            } else {
+                assert_eq!(refused, None, "{}", service.as_str());
+            }
+        }
     }
 
     fn refusal_of(config: &Config) -> Option<String> {
