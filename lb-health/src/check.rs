@@ -199,6 +199,7 @@ impl Checker {
                     up: false,
                     maintenance: true,
                     reason: Arc::from(format!("in maintenance: {}", file.display())),
+                    failure: None,
                 });
             }
         }
@@ -417,7 +418,7 @@ fn bounded(
         }
         match tokio::time::timeout(timeout, probe).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::down(format!("timed out after {}s", timeout.as_secs_f64())),
+            Err(_) => Outcome::timeout(format!("timed out after {}s", timeout.as_secs_f64())),
         }
     }
 }

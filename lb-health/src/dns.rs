@@ -154,13 +154,13 @@ async fn ask_tcp(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> 
 fn judge(response: &[u8], id: u16, receive: &Receive) -> Outcome {
     let packet = match Packet::parse(response) {
         Ok(p) => p,
-        Err(e) => return Outcome::down(format!("bad response: {e}")),
+        Err(e) => return Outcome::bad_answer(format!("bad response: {e}")),
     };
     if packet.id() != id {
-        return Outcome::down("response id does not match the query");
+        return Outcome::bad_answer("response id does not match the query");
     }
     if packet.rcode() != RCODE::NoError {
-        return Outcome::down(format!("no answer ({:?})", packet.rcode()));
+        return Outcome::bad_answer(format!("no answer ({:?})", packet.rcode()));
     }
     for answer in &packet.answers {
         let text = match &answer.rdata {
@@ -173,9 +173,9 @@ fn judge(response: &[u8], id: u16, receive: &Receive) -> Outcome {
         }
     }
     if packet.answers.is_empty() {
-        Outcome::down("no answer")
+        Outcome::bad_answer("no answer")
     } else {
-        Outcome::down("response mismatch")
+        Outcome::bad_answer("response mismatch")
     }
 }
 

@@ -95,7 +95,7 @@ pub(crate) async fn run(command: &CheckCommand, timeout: Duration) -> Outcome {
 fn judge(status: ExitStatus) -> Outcome {
     match (status.code(), status.signal()) {
         (Some(0), _) => Outcome::up("exit status 0"),
-        (Some(code), _) => Outcome::down(format!("exit status {code}")),
+        (Some(code), _) => Outcome::bad_answer(format!("exit status {code}")),
         // ldirectord reads `$? >> 8`, which is 0 for a command killed by a signal, and calls
         // that up. A crashed check is not a healthy real, so it is down here.
         (None, Some(signal)) => Outcome::down(format!("killed by signal {signal}")),

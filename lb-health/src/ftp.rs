@@ -81,7 +81,7 @@ impl FtpCheck {
             Some(receive) if receive.is_match(&text) => {
                 Outcome::up(format!("{} matched receive", self.request))
             }
-            Some(_) => Outcome::down(format!("{} did not match receive", self.request)),
+            Some(_) => Outcome::bad_answer(format!("{} did not match receive", self.request)),
         })
     }
 }

@@ -126,7 +126,10 @@ impl HttpCheck {
                 url = match url.join(&location) {
                     Ok(next) => Cow::Owned(next),
                     Err(e) => {
-                        return Outcome::down(format!("{} to bad Location: {e}", response.line));
+                        return Outcome::bad_answer(format!(
+                            "{} to bad Location: {e}",
+                            response.line
+                        ));
                     }
                 };
                 // LWP turns a 303 into a GET unless it was a HEAD; the checks only send those
@@ -134,19 +137,21 @@ impl HttpCheck {
                 // LWP drops the Host header on redirect: it comes from the new URL.
                 hop = match self.hop_to(&url, method) {
                     Ok(hop) => hop,
-                    Err(e) => return Outcome::down(format!("bad Location: {e}")),
+                    Err(e) => return Outcome::bad_answer(format!("bad Location: {e}")),
                 };
                 continue;
             }
             if !status.is_success() {
-                return Outcome::down(response.line);
+                return Outcome::bad_answer(response.line);
             }
             return match &self.receive {
                 None => Outcome::up(response.line),
                 Some(receive) if receive.is_match(&String::from_utf8_lossy(&response.body)) => {
                     Outcome::up(response.line)
                 }
-                Some(_) => Outcome::down(format!("{}, but receive did not match", response.line)),
+                Some(_) => {
+                    Outcome::bad_answer(format!("{}, but receive did not match", response.line))
+                }
             };
         }
         unreachable!("the last round never follows a redirect")

@@ -47,7 +47,10 @@ where
 {
     let greeting = lines.line().await?;
     if !is_greeting(&greeting) {
-        return Ok(Outcome::down(format!("greeting {}", excerpt(&greeting))));
+        return Ok(Outcome::bad_answer(format!(
+            "greeting {}",
+            excerpt(&greeting)
+        )));
     }
     let outcome = match login {
         None => Outcome::up(greeting),
@@ -64,7 +67,7 @@ where
             if status.eq_ignore_ascii_case("OK") {
                 Outcome::up(format!("logged in as {}", login.user))
             } else {
-                Outcome::down(format!("LOGIN as {}: {}", login.user, excerpt(&answer)))
+                Outcome::bad_answer(format!("LOGIN as {}: {}", login.user, excerpt(&answer)))
             }
         }
     };

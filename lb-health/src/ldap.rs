@@ -116,15 +116,15 @@ impl LdapCheck {
         if count <= 1 {
             let result = search.finish().await;
             if result.rc != 0 {
-                return Outcome::down(format!("No answer received: {result}"));
+                return Outcome::bad_answer(format!("No answer received: {result}"));
             }
         }
         let Some(dn) = first_dn.filter(|_| count == 1) else {
-            return Outcome::down(format!("No answer received: {count} entries"));
+            return Outcome::bad_answer(format!("No answer received: {count} entries"));
         };
         match &self.receive {
             Some(receive) if !receive.is_match(&dn) => {
-                Outcome::down(format!("Response mismatch: {dn}"))
+                Outcome::bad_answer(format!("Response mismatch: {dn}"))
             }
             _ => Outcome::up(format!("Success: {dn}")),
         }

@@ -60,7 +60,8 @@
 //!   asked again until answered), `tls` (the TLS settings and the trusted CAs,
 //!   [`TrustedCas`]), `url` (check URLs, redirects) and `receive` (Perl-compatible `receive`
 //!   patterns).
-//! * `outcome`: [`CheckOutcome`], one round's verdict and reason.
+//! * `outcome`: [`CheckOutcome`], one round's verdict and reason, and [`Failure`], the kind
+//!   of a failure (timeout, refused, bad answer, other) that metrics count.
 //!
 //! docs/health-checks.md describes each check and every difference from ldirectord.
 
@@ -97,7 +98,7 @@ mod url;
 
 pub use check::{Checker, DEFAULT_MAX_PROCESSES, Probes};
 pub use error::CheckError;
-pub use outcome::CheckOutcome;
+pub use outcome::{CheckOutcome, Failure};
 pub use runner::{
     CheckId, CheckResult, DEFAULT_MAX_IN_FLIGHT, HealthRunner, Reload, RunnerConfig, RunnerStats,
     raise_nofile_limit,

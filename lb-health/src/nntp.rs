@@ -23,7 +23,7 @@ pub(crate) async fn check(addr: SocketAddr) -> Outcome {
     let text = text.trim_end();
     match greeting.first() {
         Some(b'2') => Outcome::up(text.to_owned()),
-        Some(_) => Outcome::down(format!("greeting {}", line::excerpt(text))),
+        Some(_) => Outcome::bad_answer(format!("greeting {}", line::excerpt(text))),
         None => Outcome::down("connection closed before a greeting"),
     }
 }

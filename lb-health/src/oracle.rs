@@ -62,16 +62,16 @@ async fn exchange(addr: SocketAddr, sid: &str) -> Result<Outcome, String> {
             ACCEPT => return Ok(Outcome::up("TNS ACCEPT")),
             REDIRECT => return Ok(Outcome::up("TNS REDIRECT")),
             REFUSE => {
-                return Ok(Outcome::down(match listener_error(&body) {
+                return Ok(Outcome::bad_answer(match listener_error(&body) {
                     Some(code) => format!("TNS REFUSE (ORA-{code:05})"),
                     None => "TNS REFUSE".to_owned(),
                 }));
             }
             RESEND => continue,
-            other => return Ok(Outcome::down(format!("TNS packet type {other}"))),
+            other => return Ok(Outcome::bad_answer(format!("TNS packet type {other}"))),
         }
     }
-    Ok(Outcome::down("TNS RESEND, again and again"))
+    Ok(Outcome::bad_answer("TNS RESEND, again and again"))
 }
 
 /// The connect descriptor DBD::Oracle builds from `sid=…;host=…;port=…`.

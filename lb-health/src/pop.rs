@@ -55,7 +55,10 @@ where
 {
     let greeting = lines.line().await?;
     if !is_ok(&greeting) {
-        return Ok(Outcome::down(format!("greeting {}", excerpt(&greeting))));
+        return Ok(Outcome::bad_answer(format!(
+            "greeting {}",
+            excerpt(&greeting)
+        )));
     }
     let Some(login) = login else {
         let _ = lines.command("QUIT").await;
@@ -71,7 +74,7 @@ where
             excerpt(&stat)
         ))
     } else {
-        Outcome::down(format!("login as {} refused", login.user))
+        Outcome::bad_answer(format!("login as {} refused", login.user))
     };
     let _ = lines.command("QUIT").await;
     Ok(outcome)

@@ -132,7 +132,7 @@ fn hide_password(
 fn judge(answer: &[u8], request_authenticator: &[u8; 16], secret: &[u8]) -> Outcome {
     let length = usize::from(u16::from_be_bytes([answer[2], answer[3]]));
     if length < HEADER_BYTES || length > answer.len() {
-        return Outcome::down("malformed RADIUS answer: bad length");
+        return Outcome::bad_answer("malformed RADIUS answer: bad length");
     }
     let answer = &answer[..length];
     let expected = Md5::new()
@@ -142,7 +142,7 @@ fn judge(answer: &[u8], request_authenticator: &[u8; 16], secret: &[u8]) -> Outc
         .chain_update(secret)
         .finalize();
     if expected[..] != answer[4..HEADER_BYTES] {
-        return Outcome::down("the answer's authenticator does not match: wrong secret?");
+        return Outcome::bad_answer("the answer's authenticator does not match: wrong secret?");
     }
     match message_authenticator(answer) {
         Err(e) => return Outcome::down(e),
@@ -151,16 +151,16 @@ fn judge(answer: &[u8], request_authenticator: &[u8; 16], secret: &[u8]) -> Outc
             copy[4..HEADER_BYTES].copy_from_slice(request_authenticator);
             copy[offset..offset + 16].fill(0);
             if hmac_md5(secret, &copy)[..] != answer[offset..offset + 16] {
-                return Outcome::down("the answer's Message-Authenticator does not match");
+                return Outcome::bad_answer("the answer's Message-Authenticator does not match");
             }
         }
         Ok(None) => {}
     }
     match answer[0] {
         ACCESS_ACCEPT => Outcome::up("Access-Accept"),
-        ACCESS_REJECT => Outcome::down("Access-Reject"),
-        ACCESS_CHALLENGE => Outcome::down("Access-Challenge"),
-        code => Outcome::down(format!("RADIUS answer code {code}")),
+        ACCESS_REJECT => Outcome::bad_answer("Access-Reject"),
+        ACCESS_CHALLENGE => Outcome::bad_answer("Access-Challenge"),
+        code => Outcome::bad_answer(format!("RADIUS answer code {code}")),
     }
 }
 

@@ -30,6 +30,7 @@ struct Round<K> {
     keys: Arc<[K]>,
     check: CheckId,
     outcome: CheckOutcome,
+    duration: Duration,
 }
 
 pub(crate) struct Reports<K> {
@@ -63,6 +64,7 @@ impl<K: Clone> Reports<K> {
         keys: Arc<[K]>,
         check: CheckId,
         outcome: CheckOutcome,
+        duration: Duration,
     ) -> bool {
         if self.results.is_closed() {
             return false;
@@ -85,6 +87,7 @@ impl<K: Clone> Reports<K> {
                 keys,
                 check,
                 outcome,
+                duration,
             });
             queued.len() == 1
         };
@@ -113,6 +116,8 @@ impl<K: Clone> Reports<K> {
                         up: round.outcome.up,
                         maintenance: round.outcome.maintenance,
                         reason: Arc::clone(&round.outcome.reason),
+                        failure: round.outcome.failure,
+                        duration: round.duration,
                     };
                     match self.results.try_send(result) {
                         Ok(()) => {}

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::check::{Checker, DEFAULT_MAX_PROCESSES, Probes};
 use crate::error::CheckError;
-use crate::outcome::CheckOutcome;
+use crate::outcome::{CheckOutcome, Failure};
 use crate::report::Reports;
 use crate::schedule::Jitter;
 use crate::spec::CheckSpec;
@@ -57,6 +57,10 @@ pub struct CheckResult<K> {
     pub maintenance: bool,
     /// A short reason for logs.
     pub reason: Arc<str>,
+    /// Why the check failed; `None` when up or in maintenance.
+    pub failure: Option<Failure>,
+    /// How long the round's probe took (waiting for an in-flight slot not included).
+    pub duration: Duration,
 }
 
 /// How the runner schedules and limits checks.
@@ -517,19 +521,21 @@ where
                         }
                     }
                 };
+                let started = Instant::now();
                 // Small: the probes inside are boxed (see `check::bounded`).
-                self.checker.check(&self.shared.probes).await
+                let outcome = self.checker.check(&self.shared.probes).await;
+                outcome.map(|o| (o, started.elapsed()))
             };
             let counters = &self.shared.counters;
             counters.rounds.fetch_add(1, Ordering::Relaxed);
-            if let Some(outcome) = outcome {
+            if let Some((outcome, duration)) = outcome {
                 let tally = if outcome.up {
                     &counters.up
                 } else {
                     &counters.down
                 };
                 tally.fetch_add(1, Ordering::Relaxed);
-                if !self.report(outcome).await {
+                if !self.report(outcome, duration).await {
                     return;
                 }
             }
@@ -543,9 +549,12 @@ where
     }
 
     /// Queues the outcome for every key; false when the agent has gone.
-    async fn report(&self, outcome: CheckOutcome) -> bool {
+    async fn report(&self, outcome: CheckOutcome, duration: Duration) -> bool {
         let keys = Arc::clone(&self.keys.lock().unwrap_or_else(|e| e.into_inner()));
-        self.shared.reports.queue(keys, self.id, outcome).await
+        self.shared
+            .reports
+            .queue(keys, self.id, outcome, duration)
+            .await
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) async fn check(addr: SocketAddr, user: &str, udp: bool) -> Outcome {
     };
     match result {
         Ok(status) if status.starts_with("SIP/2.0 200 OK") => Outcome::up(status),
-        Ok(status) => Outcome::down(excerpt(&status)),
+        Ok(status) => Outcome::bad_answer(excerpt(&status)),
         Err(e) => Outcome::down(e),
     }
 }

@@ -24,7 +24,10 @@ async fn session(addr: SocketAddr) -> Result<Outcome, String> {
     let mut lines = Lines::new(line::connect(addr).await?);
     let banner = lines.reply().await?;
     if banner.class() != 2 {
-        return Ok(Outcome::down(format!("banner {}", excerpt(&banner.line))));
+        return Ok(Outcome::bad_answer(format!(
+            "banner {}",
+            excerpt(&banner.line)
+        )));
     }
     lines.command(&format!("EHLO {HELLO_DOMAIN}")).await?;
     let mut hello = lines.reply().await?;
@@ -33,7 +36,10 @@ async fn session(addr: SocketAddr) -> Result<Outcome, String> {
         hello = lines.reply().await?;
     }
     if hello.class() != 2 {
-        return Ok(Outcome::down(format!("hello: {}", excerpt(&hello.line))));
+        return Ok(Outcome::bad_answer(format!(
+            "hello: {}",
+            excerpt(&hello.line)
+        )));
     }
     let _ = lines.command("QUIT").await;
     Ok(Outcome::up(banner.line))

@@ -54,7 +54,7 @@ pub(crate) async fn check(addr: SocketAddr, sql: &Sql) -> Outcome {
         SqlEngine::Oracle => unreachable!("oracle is probed by the oracle module"),
     };
     match result {
-        Ok(0) => Outcome::down("the query returned no rows"),
+        Ok(0) => Outcome::bad_answer("the query returned no rows"),
         Ok(rows) => Outcome::up(format!("the query returned {rows} rows")),
         Err(e) => Outcome::down(e),
     }

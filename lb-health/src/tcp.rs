@@ -61,7 +61,7 @@ pub(crate) async fn simpletcp(addr: SocketAddr, payload: &[u8], receive: &Receiv
     loop {
         line.clear();
         match lines.read_upto(&mut line, MAX_LINE_BYTES).await {
-            Ok(0) => return Outcome::down("no line matched receive"),
+            Ok(0) => return Outcome::bad_answer("no line matched receive"),
             Ok(_) => {
                 if receive.is_match(&String::from_utf8_lossy(&line)) {
                     return Outcome::up("receive matched");

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{Settings, TIMEOUT, check_once, http_server, negotiate, respond};
 use http_body_util::Full;
 use hyper::Response;
-use lb_health::{HttpMethod, Service};
+use lb_health::{Failure, HttpMethod, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -27,6 +27,7 @@ async fn status_404_is_down() {
     let outcome = check_once(negotiate(addr, Service::Http)).await;
     assert!(!outcome.up);
     assert_eq!(&*outcome.reason, "404 Not Found");
+    assert_eq!(outcome.failure, Some(Failure::BadAnswer));
 }
 
 #[tokio::test]
@@ -40,6 +41,7 @@ async fn connection_refused_is_down() {
     let outcome = check_once(negotiate(addr, Service::Http)).await;
     assert!(!outcome.up);
     assert!(outcome.reason.contains("connect"), "{outcome:?}");
+    assert_eq!(outcome.failure, Some(Failure::Refused), "{outcome:?}");
 }
 
 #[tokio::test]
@@ -57,6 +59,7 @@ async fn receive_regex_match_and_mismatch() {
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
     assert!(outcome.reason.contains("receive did not match"));
+    assert_eq!(outcome.failure, Some(Failure::BadAnswer));
 }
 
 #[tokio::test]
@@ -228,6 +231,7 @@ async fn slow_drip_body_fails_at_the_deadline() {
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
     assert!(outcome.reason.contains("timed out"), "{outcome:?}");
+    assert_eq!(outcome.failure, Some(Failure::Timeout));
 }
 
 #[tokio::test]
@@ -241,6 +245,7 @@ async fn server_that_never_answers_fails_at_the_deadline() {
     drop(listener);
     assert!(!outcome.up);
     assert!(outcome.reason.contains("timed out"), "{outcome:?}");
+    assert_eq!(outcome.failure, Some(Failure::Timeout));
 }
 
 #[tokio::test]

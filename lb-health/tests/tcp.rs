@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Settings, check_once, negotiate};
-use lb_health::{CheckType, Protocol, Service};
+use lb_health::{CheckType, Failure, Protocol, Service};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -30,6 +30,7 @@ async fn connect_up_and_down() {
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
     assert!(outcome.reason.contains("refused"), "{outcome:?}");
+    assert_eq!(outcome.failure, Some(Failure::Refused));
 }
 
 #[tokio::test]
@@ -101,6 +102,7 @@ async fn simpletcp_silent_server_fails_at_the_deadline() {
     let outcome = check_once(spec).await;
     assert!(!outcome.up);
     assert!(outcome.reason.contains("timed out"), "{outcome:?}");
+    assert_eq!(outcome.failure, Some(Failure::Timeout));
 }
 
 #[tokio::test]

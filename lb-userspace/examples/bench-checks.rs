@@ -406,6 +406,7 @@ async fn one(n: usize, args: &Args) -> serde_json::Value {
         runner: lb_health::RunnerConfig::default(),
         alerts: Alerts::spawn(Mailer::new(), logger.clone(), &tracker),
         hooks: Hooks::spawn(logger, "/bin/true".into(), &tracker),
+        recorder: Default::default(),
     };
     let (director, handle) = Director::new(
         config,
@@ -644,6 +645,7 @@ async fn one_service(n: usize, service: &str, seconds: u64) -> serde_json::Value
         runner,
         alerts: Alerts::spawn(Mailer::new(), logger.clone(), &tracker),
         hooks: Hooks::spawn(logger, "/bin/true".into(), &tracker),
+        recorder: Default::default(),
     };
     let (director, handle) = Director::new(
         config,

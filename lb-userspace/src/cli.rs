@@ -131,13 +131,23 @@ pub fn parse(args: &[OsString]) -> Invocation {
                 "debug" => debug = true,
                 "help" => help = true,
                 "version" => version = true,
-                "backend" | "interface" => {
+                "backend" | "interface" | "metrics" => {
                     let Some(value) =
                         inline.or_else(|| rest.next().map(|v| v.to_string_lossy().into_owned()))
                     else {
                         return usage(format!("Option {name} requires an argument"));
                     };
-                    if name == "backend" {
+                    if name == "metrics" {
+                        // As the file's `metrics` takes it: an address and a port.
+                        match value.trim().parse() {
+                            Ok(addr) => overrides.metrics = Some(addr),
+                            Err(_) => {
+                                return usage(format!(
+                                    "Value \"{value}\" invalid for option metrics (ADDR:PORT, e.g. 127.0.0.1:9100 or [::1]:9100)"
+                                ));
+                            }
+                        }
+                    } else if name == "backend" {
                         overrides.backend = Some(match value.as_str() {
                             "auto" => BackendKind::Auto,
                             "xdp" => BackendKind::Xdp,
@@ -386,6 +396,7 @@ mod tests {
                 let args: &[&str] = match flag {
                     "--backend" => &[flag, "xdp", "status"],
                     "--interface" => &[flag, "eth0", "status"],
+                    "--metrics" => &[flag, "127.0.0.1:9100", "status"],
                     _ => &[flag, "status"],
                 };
                 assert!(

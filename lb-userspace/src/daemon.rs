@@ -9,6 +9,7 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lb_config::{BackendKind, Config, ConfigError, Diagnostic};
@@ -32,6 +33,7 @@ use crate::director::{
 };
 use crate::hooks::{Hooks, InstanceCommand};
 use crate::log::{LogSink, Logger};
+use crate::metrics::Recorder;
 use crate::table::ServiceKey;
 use std::collections::BTreeSet;
 
@@ -218,6 +220,9 @@ pub struct AgentSettings {
     pub debug: bool,
     /// Where the director records its last apply (for `show`); `None` = nowhere.
     pub status_file: Option<PathBuf>,
+    /// Where to serve metrics (bound already, so that an address in use stops the start),
+    /// and the limits on scrapers.
+    pub metrics: Option<(tokio::net::TcpListener, crate::metrics::Limits)>,
 }
 
 impl AgentSettings {
@@ -234,6 +239,7 @@ impl AgentSettings {
             log_follows_config: false,
             debug: false,
             status_file: None,
+            metrics: None,
         }
     }
 }
@@ -293,10 +299,20 @@ impl Agent {
         config: Config,
         placement: Placement,
         backend: Box<dyn Backend>,
-        settings: AgentSettings,
+        mut settings: AgentSettings,
     ) -> Agent {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let recorder = Arc::new(Recorder::default());
+        if let Some((listener, limits)) = settings.metrics.take() {
+            tracker.spawn(crate::metrics::server::serve(
+                listener,
+                config.name.clone(),
+                Arc::clone(&recorder),
+                limits,
+                shutdown.clone(),
+            ));
+        }
         let alerts = Alerts::spawn(settings.mailer.clone(), settings.logger.clone(), &tracker);
         let hooks = Hooks::spawn(settings.logger.clone(), settings.program.clone(), &tracker);
         let (director, director_handle) = Director::new(
@@ -309,6 +325,7 @@ impl Agent {
                 runner: settings.runner.clone(),
                 alerts: alerts.clone(),
                 hooks: hooks.clone(),
+                recorder: Arc::clone(&recorder),
             },
             &shutdown,
         );
@@ -331,6 +348,7 @@ impl Agent {
             hooks,
             alerts,
             watch,
+            recorder,
         };
         let task = tokio::spawn(state.run(rx, shutdown, tracker, director_task));
         Agent { handle, task }
@@ -353,6 +371,7 @@ struct AgentLoop {
     hooks: Hooks,
     alerts: Alerts,
     watch: FileWatch,
+    recorder: Arc<Recorder>,
 }
 
 impl AgentLoop {
@@ -404,6 +423,12 @@ impl AgentLoop {
 
     /// A reload: the file again, and if it is good, the new configuration in force.
     async fn reload(&mut self) -> bool {
+        let ok = self.try_reload().await;
+        self.recorder.reloaded(ok);
+        ok
+    }
+
+    async fn try_reload(&mut self) -> bool {
         let refuse = |logger: &Logger, e: ConfigError| {
             // ldirectord logs the error and keeps the configuration it runs.
             for line in e.render(std::process::id()).lines() {
@@ -455,6 +480,9 @@ impl AgentLoop {
         let (old, logger) = (&self.config, &self.settings.logger);
         if o.interfaces(old) != o.interfaces(new) {
             logger.log("interface changed: the change takes effect when xdirectord is restarted");
+        }
+        if o.metrics(old) != o.metrics(new) {
+            logger.log("metrics changed: the change takes effect when xdirectord is restarted");
         }
         if old.global.xdpmode != new.global.xdpmode {
             logger.log("xdpmode changed: the change takes effect when xdirectord is restarted");

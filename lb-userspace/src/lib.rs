@@ -26,6 +26,8 @@
 //! * [`alert`]: e-mail alerts over SMTP or sendmail.
 //! * [`hooks`]: `fallbackcommand`, `callback` and `execute` commands, run in order.
 //! * [`show`]: `xdirectord show`, the live table read from the pinned maps and from IPVS.
+//! * [`metrics`]: the Prometheus endpoint (`metrics = ADDR:PORT`): the same live tables, the
+//!   director's view of each real, the checks' timings, read at scrape time.
 pub mod alert;
 pub mod backend;
 pub mod cli;
@@ -35,6 +37,7 @@ pub mod director;
 pub mod hooks;
 pub mod live;
 pub mod log;
+pub mod metrics;
 pub mod objects;
 pub mod show;
 pub mod table;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::{
     backend::{
         ipvs::{self, IpvsTable, message::Info},
-        xdp::{Dataplane, maps::Maps, paths::XdpAttachment, pin_dir},
+        xdp::{Dataplane, live::FlowTables, maps::Maps, paths::XdpAttachment, pin_dir},
     },
     control::pidfile::{PidFile, PidState},
     live::{LiveService, Rates, Traffic},
@@ -70,6 +70,8 @@ pub struct XdpPart {
     pub services: Vec<LiveService>,
     /// Program-wide counters (passed, malformed, no real, …).
     pub global: lb_common::stats::GlobalStats,
+    /// How full the flow tables are.
+    pub flow_tables: FlowTables,
 }
 
 /// The kernel's IPVS table.
@@ -210,7 +212,8 @@ fn in_netns_of<T: Send + 'static>(
     }
 }
 
-fn read_xdp(dir: &std::path::Path, view: View) -> Result<XdpPart, String> {
+/// The XDP data plane pinned in `dir`, with its counters (`show`, and the agent's metrics).
+pub fn read_xdp(dir: &std::path::Path, view: View) -> Result<XdpPart, String> {
     let dataplane = Dataplane::new(Maps::from_pins(dir).map_err(|e| e.to_string())?);
     let mut services = dataplane.live().map_err(|e| e.to_string())?;
     if view == View::Rate {
@@ -238,11 +241,13 @@ fn read_xdp(dir: &std::path::Path, view: View) -> Result<XdpPart, String> {
         attached,
         services,
         global: dataplane.global_stats().map_err(|e| e.to_string())?,
+        flow_tables: dataplane.flow_tables().map_err(|e| e.to_string())?,
     })
 }
 
-/// The kernel's IPVS table, if the kernel has IPVS (nothing is loaded to find out).
-fn read_ipvs() -> Result<Option<IpvsPart>, String> {
+/// The kernel's IPVS table, if the kernel has IPVS (nothing is loaded to find out): `show`,
+/// and the agent's metrics.
+pub fn read_ipvs() -> Result<Option<IpvsPart>, String> {
     let Some(mut socket) = ipvs::netlink::IpvsSocket::open_existing().map_err(|e| e.to_string())?
     else {
         return Ok(None);

@@ -7,7 +7,8 @@
 
 /// pod2usage's synopsis, one entry per form of the command line (a form may span lines).
 pub const SYNOPSIS: &[&str] = &[
-    "xdirectord [-d|--debug] [--backend auto|xdp|ipvs] [--interface IF[,IF...]] [--]\n\
+    "xdirectord [-d|--debug] [--backend auto|xdp|ipvs] [--interface IF[,IF...]]\n\
+     [--metrics ADDR:PORT] [--]\n\
      [configfile] start | stop | restart | try-restart | reload | force-reload | status",
     "xdirectord -t [configfile]",
     "xdirectord show [configfile] [--stats|--rate] [--json]",
@@ -36,6 +37,8 @@ pub enum Takes {
     OneOf(&'static [&'static str]),
     /// A comma-separated list of network interfaces.
     Interfaces,
+    /// An address and a port (`127.0.0.1:9100`, `[::1]:9100`).
+    SocketAddress,
 }
 
 /// What an [`Item`] documents.
@@ -87,6 +90,13 @@ pub const ITEMS: &[Item] = &[
         Kind::Option(Takes::Interfaces),
         "--interface IF[,IF...]",
         "Attach the XDP program to these interfaces (default: the file's interface).",
+    ),
+    item(
+        Kind::Option(Takes::SocketAddress),
+        "--metrics ADDR:PORT",
+        "Serve Prometheus metrics over HTTP on this address, e.g. 127.0.0.1:9100 or [::1]:9100 \
+         (default: the file's metrics directive; without either, none are served). The address \
+         must be free at start, or the start fails naming it.",
     ),
     item(
         Kind::Option(Takes::Nothing),
@@ -417,6 +427,8 @@ pub fn bash_completion() -> String {
             Takes::Interfaces => {
                 "compgen -W \"$(ls /sys/class/net 2>/dev/null)\" -- \"${cur##*,}\"".to_string()
             }
+            // Nothing to offer: an address is typed.
+            Takes::SocketAddress => String::new(),
         };
         value_cases += &format!("        {flag}) COMPREPLY=($({reply})); return ;;\n");
     }
@@ -547,6 +559,7 @@ mod tests {
                 "--debug",
                 "--backend",
                 "--interface",
+                "--metrics",
                 "-t",
                 "-h",
                 "-?",

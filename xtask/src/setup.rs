@@ -27,6 +27,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "procps",          // pgrep, which the Pacemaker resource agent falls back to
     "resource-agents", // Pacemaker's ocf:heartbeat:ldirectord and ocf-tester, run against xdirectord
     "heartbeat",       // heartbeat's ResourceManager, which runs /etc/ha.d/resource.d scripts
+    "prometheus",      // promtool and the server the metrics tests scrape the agent with
     // The real servers the health-check tests start (lb-health/tests/servers/), each on
     // loopback with private data; none of their system-wide daemons is started (see
     // `debian_packages`). inn2 is installed apart (`inn2`).

@@ -16,9 +16,16 @@ pub struct BackendOverrides {
     pub backend: Option<BackendKind>,
     /// `--interface IF[,IF…]`; empty = as the file says.
     pub interfaces: Vec<String>,
+    /// `--metrics ADDR:PORT`: where to serve metrics, whatever the file says.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl BackendOverrides {
+    /// Where metrics are served: `--metrics`, else the file's `metrics`; `None` = nowhere.
+    pub fn metrics(&self, config: &lb_config::Config) -> Option<std::net::SocketAddr> {
+        self.metrics.or(config.global.metrics)
+    }
+
     /// The backend asked for `vs`: `--backend`, else the virtual's (or the file's), else auto.
     pub fn asked(&self, vs: &VirtualService) -> BackendKind {
         self.backend.or(vs.backend).unwrap_or(BackendKind::Auto)

@@ -272,6 +272,14 @@ fn serve(
         if let Err(e) = lb_health::raise_nofile_limit() {
             logger.log(format!("Can not raise the open file limit: {e}"));
         }
+        // Before the data plane: an address in use stops the start with nothing changed.
+        let metrics = match args.overrides.metrics(&config) {
+            Some(addr) => match crate::metrics::server::bind(addr).await {
+                Ok(listener) => Some((listener, crate::metrics::Limits::default())),
+                Err(e) => return fail(ready, &format!("Can not start: {e}")),
+            },
+            None => None,
+        };
         let opened = match open_backend(&config, &args.overrides) {
             Ok(opened) => opened,
             Err(e) => return fail(ready, &format!("Can not open the data plane: {e}")),
@@ -286,6 +294,7 @@ fn serve(
         settings.debug = debug;
         settings.log_follows_config = true;
         settings.status_file = Some(crate::show::status_file(&config.name));
+        settings.metrics = metrics;
         let agent = Agent::start(config, opened.placement, opened.backend, settings);
         if let Some(ready) = ready {
             ready.ok();

@@ -54,6 +54,9 @@ pub struct DirectorSettings {
     pub runner: RunnerConfig,
     pub alerts: Alerts,
     pub hooks: Hooks,
+    /// Where each real's health, its checks' timings and failed applies are recorded for
+    /// the metrics.
+    pub recorder: std::sync::Arc<crate::metrics::Recorder>,
 }
 
 /// Counters since the director started.
@@ -188,6 +191,7 @@ impl Director {
         let runner = HealthRunner::new(results_tx, settings.runner.clone(), shutdown);
         let start_deadline = core::start_deadline(&config, settings.runner.jitter.first_spread_max);
         let mut core = Core::new(config, placement);
+        settings.recorder.configure(core.config(), |_| false);
         match backend.held() {
             Ok(held) => core.set_held(held),
             Err(e) => settings
@@ -291,8 +295,21 @@ impl Director {
             (true, false) => Verdict::Up,
             (false, false) => Verdict::Down,
         };
+        let before = self.health(&result.key);
         let fx = self.core.observe(&result.key, verdict, &result.reason);
+        let after = self.health(&result.key);
+        self.settings.recorder.check(
+            &result.key,
+            result.duration,
+            result.failure,
+            after == Some(Health::Up),
+            before != after,
+        );
         self.perform(fx);
+    }
+
+    fn health(&self, key: &RealKey) -> Option<Health> {
+        self.core.reals().get(key).map(|s| s.health)
     }
 
     fn replace_checks(&mut self) {
@@ -302,6 +319,7 @@ impl Director {
         self.stats.checks_stopped += reload.stopped as u64;
         for (key, error) in reload.rejected {
             let fx = self.core.refuse(&key, &error.to_string());
+            self.settings.recorder.health_changed(&key, false);
             self.perform(fx);
         }
     }
@@ -310,6 +328,10 @@ impl Director {
         let fx = self
             .core
             .reload(config, placement, std::time::Instant::now());
+        let reals = self.core.reals();
+        self.settings.recorder.configure(self.core.config(), |k| {
+            reals.get(k).is_some_and(|s| s.is_up())
+        });
         self.perform(fx);
         self.replace_checks();
         let fx = self.core.commit(std::time::Instant::now());
@@ -390,6 +412,7 @@ impl Director {
             }
             Err(e) => {
                 self.stats.apply_errors += 1;
+                self.settings.recorder.apply_failed();
                 let message = format!("Failed to apply the table to the data plane: {e}");
                 if self.last_error.as_ref() != Some(&message) {
                     self.settings.logger.log(&message);

@@ -117,4 +117,51 @@ impl Dataplane {
     pub fn global_stats(&self) -> Result<GlobalStats, BackendError> {
         self.maps.global()
     }
+
+    /// How full the flow tables are: their entries, counted by walking their keys (one
+    /// system call per flow), and their capacity.
+    pub fn flow_tables(&self) -> Result<FlowTables, BackendError> {
+        use aya::maps::IterableMap as _;
+        let capacity = |map: &aya::maps::MapData, name: &str| {
+            map.info()
+                .map(|i| u64::from(i.max_entries()))
+                .map_err(|e| BackendError::system(format!("reading {name}"), e))
+        };
+        fn count<K>(
+            keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
+            name: &str,
+        ) -> Result<u64, BackendError> {
+            let mut n = 0;
+            for key in keys {
+                key.map_err(|e| BackendError::system(format!("reading {name}"), e))?;
+                n += 1;
+            }
+            Ok(n)
+        }
+        Ok(FlowTables {
+            ipv4: FlowTable {
+                entries: count(self.maps.flows4.keys(), "FLOWS4")?,
+                capacity: capacity(self.maps.flows4.map(), "FLOWS4")?,
+            },
+            ipv6: FlowTable {
+                entries: count(self.maps.flows6.keys(), "FLOWS6")?,
+                capacity: capacity(self.maps.flows6.map(), "FLOWS6")?,
+            },
+        })
+    }
+}
+
+/// The flow tables' fill.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowTables {
+    pub ipv4: FlowTable,
+    pub ipv6: FlowTable,
+}
+
+/// One flow table: entries held (live flows, and idle ones the next sweep expires) and the
+/// most it holds (beyond which the kernel's LRU evicts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowTable {
+    pub entries: u64,
+    pub capacity: u64,
 }
