@@ -66,3 +66,29 @@ pub struct Persist6Key {
     pub client: [u8; 16],
     pub vip_index: u32,
 }
+
+/// A fragmented datagram, IPv4: what every fragment of it carries.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frag4Key {
+    /// Network byte order.
+    pub src: [u8; 4],
+    /// Network byte order.
+    pub dst: [u8; 4],
+    /// The IP header's identification (16 bits, host byte order).
+    pub id: u32,
+    /// The IP header's protocol (a whole u32: no padding bytes for the program to zero).
+    pub proto: u32,
+}
+
+/// A fragmented datagram, IPv6.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frag6Key {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// The fragment header's identification (host byte order).
+    pub id: u32,
+    /// The fragment header's next header.
+    pub proto: u32,
+}

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! * [`maps`]: map names and sizes.
-//! * [`keys`]: keys of the hash maps (VIPs, flows, persistence).
+//! * [`keys`]: keys of the hash maps (VIPs, flows, persistence, fragmented datagrams).
 //! * [`values`]: what the program reads (VIP metadata, reals, per-VIP tables) and writes (flows,
 //!   persistence, connection counts).
 //! * [`stats`]: the counters.
@@ -22,7 +22,7 @@ pub mod values;
 
 /// Version of the map layout. Pinned maps are reused across agent restarts only when the pinned
 /// `INFO` map carries the same version; a new layout starts from fresh maps.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// `family` field values (the kernel's AF_INET / AF_INET6).
 pub const AF_INET: u8 = 2;
@@ -42,6 +42,9 @@ mod pod {
     unsafe impl aya::Pod for Flow6Key {}
     unsafe impl aya::Pod for Persist4Key {}
     unsafe impl aya::Pod for Persist6Key {}
+    unsafe impl aya::Pod for Frag4Key {}
+    unsafe impl aya::Pod for Frag6Key {}
+    unsafe impl aya::Pod for FragEntry {}
     unsafe impl aya::Pod for VipMeta {}
     unsafe impl aya::Pod for RealDef {}
     unsafe impl aya::Pod for SlotReal {}

@@ -31,6 +31,11 @@ pub const FLOW_CACHE6: &str = "FLOW_CACHE6";
 pub const PERSIST4: &str = "PERSIST4";
 /// Persistence templates, IPv6.
 pub const PERSIST6: &str = "PERSIST6";
+/// Fragmented datagrams, IPv4: [`crate::keys::Frag4Key`] → [`crate::values::FragEntry`] (LRU):
+/// where each first fragment went, for the later fragments.
+pub const FRAGS4: &str = "FRAGS4";
+/// Fragmented datagrams, IPv6: [`crate::keys::Frag6Key`] → [`crate::values::FragEntry`].
+pub const FRAGS6: &str = "FRAGS6";
 /// Connection counts per real id, kept by the program with atomic adds:
 /// [`crate::values::ConnCounts`].
 pub const CONNS: &str = "CONNS";
@@ -49,7 +54,7 @@ pub const TX_PORTS: &str = "TX_PORTS";
 pub const CLOCK: &str = "CLOCK";
 
 /// Every map, in the order the agent pins and checks them.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 23] = [
     VIP_FILTER,
     VIPS4,
     VIPS6,
@@ -64,6 +69,8 @@ pub const ALL: [&str; 21] = [
     FLOW_CACHE6,
     PERSIST4,
     PERSIST6,
+    FRAGS4,
+    FRAGS6,
     CONNS,
     CONNS_EXPIRED,
     VIP_STATS,
@@ -95,6 +102,9 @@ pub const FLOW_CACHE_SIZE: u32 = 8192;
 pub const MAX_CPUS: u32 = 512;
 /// Persistence templates per address family.
 pub const PERSIST_TABLE_SIZE: u32 = 1 << 16;
+/// Fragmented datagrams remembered per address family: datagrams in flight at once; an LRU
+/// map, so a flood of first fragments only pushes out the oldest.
+pub const FRAG_TABLE_SIZE: u32 = 8192;
 /// Egress interfaces.
 pub const MAX_PORTS: u32 = 64;
 

@@ -25,10 +25,27 @@ pub struct GlobalStats {
     pub no_real: u64,
     /// TCP packets without SYN that found no flow: placed by the consistent-hash table.
     pub flow_miss_non_syn: u64,
-    /// IP fragments; passed to the kernel.
-    pub fragments: u64,
-    /// ICMP and ICMPv6 errors; passed to the kernel.
-    pub icmp_errors: u64,
+    /// First fragments of a datagram for a VIP: placed like any packet, and remembered (FRAGS4,
+    /// FRAGS6) so that the later fragments follow them to the same real.
+    pub frag_first: u64,
+    /// Later fragments (no ports) sent to the real their first fragment went to.
+    pub frag_later: u64,
+    /// Later fragments with no remembered first fragment (it came later or long ago, or the
+    /// datagram is not for a VIP): passed to the kernel.
+    pub frag_unknown: u64,
+    /// Fragments whose offset and length reach beyond an IP datagram's 65,535 bytes, or whose
+    /// length fields contradict their headers: passed, never forwarded.
+    pub frag_absurd: u64,
+    /// ICMP / ICMPv6 errors about a flow the flow table knows: sent to the flow's real.
+    pub icmp_to_flow: u64,
+    /// ICMP / ICMPv6 errors about a VIP flow the flow table does not know: sent where
+    /// persistence or the consistent-hash table places the flow.
+    pub icmp_hashed: u64,
+    /// ICMP / ICMPv6 errors about a packet no VIP sent: passed unchanged.
+    pub icmp_not_vip: u64,
+    /// ICMP / ICMPv6 errors whose quoted packet is cut short, lies (version, header length, a
+    /// source that is not the error's destination) or shows no ports: passed, never forwarded.
+    pub icmp_bad_inner: u64,
     /// Packets for a local real or fallback, passed to the local stack.
     pub local: u64,
     /// Packets for a real whose MAC is not known yet; dropped.

@@ -250,6 +250,24 @@ pub struct Cached6 {
     pub flow: CachedFlow,
 }
 
+/// Where the first fragment of a datagram went: its later fragments carry no ports, and follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragEntry {
+    pub real_id: u32,
+    /// [`RealDef::generation`] when the first fragment was placed.
+    pub real_generation: u32,
+    /// [`VipMeta::index`] of the datagram's virtual service.
+    pub vip_index: u32,
+    pub _pad: u32,
+    /// Program clock (ns) when the first fragment was seen.
+    pub first_seen_ns: u64,
+}
+
+/// How long a first fragment's real is remembered for its later fragments, in nanoseconds: the
+/// kernel's own reassembly timeout (`net.ipv4.ipfrag_time`, 30 s).
+pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
+
 /// Where a persistent client goes, and since when.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

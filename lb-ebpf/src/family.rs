@@ -3,15 +3,19 @@
 
 use lb_common::{
     hash,
-    keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    keys::{Flow4Key, Flow6Key, Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps::{FLOW_CACHE_SIZE, MAX_CPUS},
-    values::{Cached4, Cached6, CachedFlow, FlowEntry, PersistEntry, VipMeta},
+    values::{Cached4, Cached6, CachedFlow, FlowEntry, FragEntry, PersistEntry, VipMeta},
 };
 
-use aya_ebpf::helpers::bpf_map_lookup_percpu_elem;
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::{bpf_loop, bpf_map_lookup_percpu_elem};
 
 use crate::{
-    maps::{FLOW_CACHE4, FLOW_CACHE6, FLOWS4, FLOWS6, PERSIST4, PERSIST6, VIPS4, VIPS6},
+    maps::{
+        FLOW_CACHE4, FLOW_CACHE6, FLOWS4, FLOWS6, FRAGS4, FRAGS6, PERSIST4, PERSIST6, VIPS4, VIPS6,
+    },
     parse::{Packet, dword, word},
 };
 
@@ -20,6 +24,7 @@ pub trait Family {
     type Addr: Copy;
     type FlowKey;
     type PersistKey;
+    type FragKey;
     /// This family's flow cache entry.
     type Cached;
 
@@ -42,6 +47,12 @@ pub trait Family {
     ) -> Self::PersistKey;
     fn persist(key: &Self::PersistKey) -> Option<*mut PersistEntry>;
     fn insert_persist(key: &Self::PersistKey, entry: &PersistEntry);
+
+    /// A fragmented datagram's key: `addrs` are its source and destination as the IP header
+    /// holds them (checked by the parser), `id` its identification, `proto` its protocol.
+    fn frag_key(addrs: *const u8, id: u32, proto: u8) -> Self::FragKey;
+    fn frag(key: &Self::FragKey) -> Option<*const FragEntry>;
+    fn insert_frag(key: &Self::FragKey, entry: &FragEntry);
 
     /// The hash that picks a flow's cache slot, from its destination's fold.
     fn cache_hash(vip_fold: u64, packet: &Packet<Self::Addr>) -> u32;
@@ -107,30 +118,67 @@ fn cached_flow(entry: &FlowEntry, tick: u64) -> CachedFlow {
     }
 }
 
-/// Kills `map`'s slot for `hash` on every CPU (`bpf_map_lookup_percpu_elem` reaches other
-/// CPUs' copies): zeroes its real id, which never names a real. `flow` is the offset of the
-/// slot's [`CachedFlow`].
-#[inline(always)]
-fn clear_on_every_cpu<T>(map: &T, hash: u32, flow: usize) {
-    let index = cache_index(hash);
-    let map = core::ptr::from_ref(map)
-        .cast_mut()
-        .cast::<core::ffi::c_void>();
-    for cpu in 0..MAX_CPUS {
-        // SAFETY: a per-CPU array map and an index within it; NULL past the last CPU.
-        let slot =
-            unsafe { bpf_map_lookup_percpu_elem(map, (&raw const index).cast_mut().cast(), cpu) }
-                .cast::<u8>();
-        if slot.is_null() {
-            break;
-        }
-        // SAFETY: the slot's flow, within the value; its real id is a u32 at an aligned offset.
-        unsafe {
-            slot.add(flow + core::mem::offset_of!(CachedFlow, real_id))
-                .cast::<u32>()
-                .write(0)
-        };
+/// A per-CPU flow cache map, for [`clear_on_every_cpu`].
+trait CacheMap {
+    /// Offset of a slot's [`CachedFlow`].
+    const FLOW: usize;
+    fn map() -> *mut c_void;
+}
+
+struct Cache4;
+struct Cache6;
+
+impl CacheMap for Cache4 {
+    const FLOW: usize = core::mem::offset_of!(Cached4, flow);
+    #[inline(always)]
+    fn map() -> *mut c_void {
+        core::ptr::from_ref(&FLOW_CACHE4).cast_mut().cast()
     }
+}
+
+impl CacheMap for Cache6 {
+    const FLOW: usize = core::mem::offset_of!(Cached6, flow);
+    #[inline(always)]
+    fn map() -> *mut c_void {
+        core::ptr::from_ref(&FLOW_CACHE6).cast_mut().cast()
+    }
+}
+
+/// Kills a cache map's slot for `hash` on every CPU (`bpf_map_lookup_percpu_elem` reaches
+/// other CPUs' copies): zeroes its real id, which never names a real. The walk over the CPUs
+/// runs in `bpf_loop`, which the verifier checks once: an open-coded loop of `MAX_CPUS` steps is
+/// checked step by step on every path that reaches it, which runs the verifier out of its
+/// million instructions.
+#[inline(always)]
+fn clear_on_every_cpu<M: CacheMap>(hash: u32) {
+    let mut index = cache_index(hash);
+    // SAFETY: the callback only reads `index`, which outlives the call.
+    unsafe {
+        bpf_loop(
+            MAX_CPUS,
+            clear_on_cpu::<M> as *mut c_void,
+            (&raw mut index).cast(),
+            0,
+        );
+    }
+}
+
+/// Clears the slot on one CPU: 0 to go on, 1 to stop (past the last CPU).
+#[inline(never)]
+extern "C" fn clear_on_cpu<M: CacheMap>(cpu: u64, index: *mut c_void) -> i64 {
+    // SAFETY: a per-CPU array map and the index `clear_on_every_cpu` passed; NULL past the last
+    // CPU.
+    let slot = unsafe { bpf_map_lookup_percpu_elem(M::map(), index, cpu as u32) }.cast::<u8>();
+    if slot.is_null() {
+        return 1;
+    }
+    // SAFETY: the slot's flow, within the value; its real id is a u32 at an aligned offset.
+    unsafe {
+        slot.add(M::FLOW + core::mem::offset_of!(CachedFlow, real_id))
+            .cast::<u32>()
+            .write(0)
+    };
+    0
 }
 
 pub struct V4;
@@ -156,6 +204,7 @@ impl Family for V4 {
     type Addr = u32;
     type FlowKey = Flow4Key;
     type PersistKey = Persist4Key;
+    type FragKey = Frag4Key;
     type Cached = Cached4;
 
     #[inline(always)]
@@ -237,6 +286,30 @@ impl Family for V4 {
     }
 
     #[inline(always)]
+    fn frag_key(addrs: *const u8, id: u32, proto: u8) -> Frag4Key {
+        // SAFETY: the caller's: both addresses lie in the frame.
+        let (src, dst) = unsafe { (word(addrs, 0), word(addrs, 4)) };
+        Frag4Key {
+            src: src.to_ne_bytes(),
+            dst: dst.to_ne_bytes(),
+            id,
+            proto: proto as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn frag(key: &Frag4Key) -> Option<*const FragEntry> {
+        FRAGS4.get_ptr(key)
+    }
+
+    #[inline(always)]
+    fn insert_frag(key: &Frag4Key, entry: &FragEntry) {
+        // A full map forgets its oldest datagram; an error leaves the later fragments to the
+        // kernel.
+        let _ = FRAGS4.insert(key, entry, 0);
+    }
+
+    #[inline(always)]
     fn cache_hash(vip_fold: u64, p: &Packet<u32>) -> u32 {
         hash::cache_hash(vip_fold, &[Self::src(p) as u64], p.sport)
     }
@@ -259,7 +332,7 @@ impl Family for V4 {
 
     #[inline(always)]
     fn uncache_everywhere(hash: u32) {
-        clear_on_every_cpu(&FLOW_CACHE4, hash, core::mem::offset_of!(Cached4, flow));
+        clear_on_every_cpu::<Cache4>(hash);
     }
 }
 
@@ -267,6 +340,7 @@ impl Family for V6 {
     type Addr = [u32; 4];
     type FlowKey = Flow6Key;
     type PersistKey = Persist6Key;
+    type FragKey = Frag6Key;
     type Cached = Cached6;
 
     #[inline(always)]
@@ -357,6 +431,34 @@ impl Family for V6 {
     }
 
     #[inline(always)]
+    fn frag_key(addrs: *const u8, id: u32, proto: u8) -> Frag6Key {
+        let a = addrs;
+        // SAFETY: the caller's: both addresses lie in the frame.
+        let (src, dst) = unsafe {
+            (
+                [word(a, 0), word(a, 4), word(a, 8), word(a, 12)],
+                [word(a, 16), word(a, 20), word(a, 24), word(a, 28)],
+            )
+        };
+        Frag6Key {
+            src: bytes16(src),
+            dst: bytes16(dst),
+            id,
+            proto: proto as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn frag(key: &Frag6Key) -> Option<*const FragEntry> {
+        FRAGS6.get_ptr(key)
+    }
+
+    #[inline(always)]
+    fn insert_frag(key: &Frag6Key, entry: &FragEntry) {
+        let _ = FRAGS6.insert(key, entry, 0);
+    }
+
+    #[inline(always)]
     fn cache_hash(vip_fold: u64, p: &Packet<[u32; 4]>) -> u32 {
         // SAFETY: as above.
         let src = unsafe { [dword(p.addrs, 0), dword(p.addrs, 8)] };
@@ -381,6 +483,6 @@ impl Family for V6 {
 
     #[inline(always)]
     fn uncache_everywhere(hash: u32) {
-        clear_on_every_cpu(&FLOW_CACHE6, hash, core::mem::offset_of!(Cached6, flow));
+        clear_on_every_cpu::<Cache6>(hash);
     }
 }

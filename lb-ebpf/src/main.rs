@@ -1,8 +1,11 @@
-//! xdirectord's XDP program: parse → VIP lookup → flow table → persistence / scheduler →
-//! forward, with counters at each step. See `lb_common` for the maps.
+//! xdirectord's XDP program: parse into what the packet is ([`parse::Parsed`]), then its path:
+//! a packet with ports goes through the balancer's steps (VIP filter → flow cache → flow table →
+//! VIP lookup and scheduling → forward), each of which decides or hands on; a later fragment
+//! follows its first ([`frag`]); an ICMP error about a VIP flow goes to the flow's real
+//! ([`icmp`]). See `lb_common` for the maps.
 //!
 //! A packet that is not for a VIP leaves unchanged (XDP_PASS); a malformed one is counted and
-//! passed, never forwarded; fragments and ICMP errors are counted and passed to the kernel.
+//! passed, never forwarded.
 #![no_std]
 #![no_main]
 // Atomic adds on map values: core's atomic types are not available on the BPF target.
@@ -12,29 +15,31 @@
     reason = "atomic_xadd is the only atomic add on the BPF target"
 )]
 
+mod clock;
 mod conns;
 mod family;
+mod filter;
 mod forward;
+mod frag;
+mod icmp;
 mod maps;
 mod parse;
 mod schedule;
 mod stats;
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
-    macros::xdp,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
-    IPPROTO_TCP, hash,
-    values::{CACHE_FRESH_TICKS, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, FlowEntry, VipMeta},
+    IPPROTO_TCP,
+    values::{
+        CACHE_FRESH_TICKS, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, FlowEntry, RealDef, VipMeta,
+    },
 };
 
+use clock::{now, tick};
 use family::{Family, V4, V6};
 use forward::Counted;
-use maps::{CLOCK, REALS, VIP_FILTER};
-use parse::{Network, NotForUs, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use maps::REALS;
+use parse::{Network, NotForUs, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// How often a flow's last-seen time is refreshed: often enough for the agent's idle timeouts,
 /// rarely enough not to write to the flow entry on every packet.
@@ -43,8 +48,8 @@ const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 #[xdp]
 pub fn xdirectord(ctx: XdpContext) -> u32 {
     let parsed = match parse::ethernet(&ctx) {
-        Ok(Network::V4(l3)) => parse::ipv4(&ctx, l3).map(|p| balance::<V4>(&ctx, &p)),
-        Ok(Network::V6(l3)) => parse::ipv6(&ctx, l3).map(|p| balance::<V6>(&ctx, &p)),
+        Ok(Network::V4(l3)) => parse::ipv4(&ctx, l3).map(|p| dispatch::<V4>(&ctx, p)),
+        Ok(Network::V6(l3)) => parse::ipv6(&ctx, l3).map(|p| dispatch::<V6>(&ctx, p)),
         Err(why) => Err(why),
     };
     match parsed {
@@ -53,43 +58,23 @@ pub fn xdirectord(ctx: XdpContext) -> u32 {
             stats::global(|s| match why {
                 NotForUs::Other => s.passed += 1,
                 NotForUs::Malformed => s.malformed += 1,
-                NotForUs::Fragment => s.fragments += 1,
-                NotForUs::IcmpError => s.icmp_errors += 1,
+                NotForUs::FragmentAbsurd => s.frag_absurd += 1,
+                NotForUs::IcmpNotVip => s.icmp_not_vip += 1,
+                NotForUs::IcmpBadInner => s.icmp_bad_inner += 1,
             });
             xdp_action::XDP_PASS
         }
     }
 }
 
-/// Non-zero in the packet tests' program only (set at load time): the program's clocks follow
-/// CLOCK while it is set. Read-only data, so the verifier sees the production program's zero and
-/// drops the test clock's code from it.
-#[unsafe(no_mangle)]
-static TEST_CLOCK: u8 = 0;
-
-/// The test clock (ns), in the packet tests' program while they set one.
+/// Each kind of packet to its path.
 #[inline(always)]
-fn test_clock() -> Option<u64> {
-    // SAFETY: a plain read; volatile so that the compiler does not fold the zero it was built with.
-    if unsafe { core::ptr::read_volatile(&TEST_CLOCK) } == 0 {
-        return None;
+fn dispatch<F: Family>(ctx: &XdpContext, parsed: Parsed<F::Addr>) -> u32 {
+    match parsed {
+        Parsed::Ports(packet) => balance::<F>(ctx, &packet),
+        Parsed::LaterFragment(fragment) => frag::follow::<F>(ctx, &fragment),
+        Parsed::IcmpError(quoted) => icmp::to_owner::<F>(ctx, &quoted),
     }
-    CLOCK.get(0).copied().filter(|&t| t != 0)
-}
-
-/// The program's clock (ns): the kernel's coarse monotonic clock, or the test clock.
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: a helper without arguments.
-    test_clock().unwrap_or_else(|| unsafe { bpf_ktime_get_coarse_ns() })
-}
-
-/// The flow cache's clock: kernel ticks (jiffies, inlined by the verifier: no helper call on the
-/// cached path), or the test clock in ~ms (2²⁰ ns).
-#[inline(always)]
-fn tick() -> u64 {
-    // SAFETY: a helper without arguments.
-    test_clock().map_or_else(|| unsafe { bpf_jiffies64() }, |t| t >> 20)
 }
 
 /// Flows whose ordinary packets change nothing in the flow table: they may be served from the
@@ -99,23 +84,14 @@ fn cacheable(state: u32) -> bool {
     state == FLOW_ESTABLISHED || state == FLOW_UDP
 }
 
-/// Whether the VIP filter lets the packet through to the lookups.
-#[inline(always)]
-fn maybe_vip(vip_fold: u64) -> bool {
-    let bit = hash::vip_filter_bit(vip_fold);
-    let Some(filter) = VIP_FILTER.get(0) else {
-        return true;
-    };
-    filter
-        .bits
-        .get((bit >> 6) as usize)
-        .is_none_or(|word| word & (1 << (bit & 63)) != 0)
-}
-
+/// A packet with ports, through the steps in order, each of which either decides (and returns)
+/// or hands on: VIP filter, flow cache, flow table, VIP lookup and scheduling. (Written as one
+/// function with early returns: split into functions that return "decided" or "continue",
+/// LLVM's code for the same steps took the verifier past its million instructions.)
 #[inline(always)]
 fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
     let vip_fold = F::vip_fold(packet);
-    if !maybe_vip(vip_fold) {
+    if !filter::maybe_vip(vip_fold) {
         stats::global(|s| s.passed += 1);
         return xdp_action::XDP_PASS;
     }
@@ -125,8 +101,8 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
     let cache_hash = F::cache_hash(vip_fold, packet);
     let slot = F::cache_slot(cache_hash);
 
-    // An established flow's ordinary packet (no SYN, FIN or RST: nothing to track), from this
-    // CPU's flow cache, while the flow table's entry is fresh.
+    // Step: the flow cache. An established flow's ordinary packet (no SYN, FIN or RST: nothing
+    // to track), from this CPU's flow cache, while the flow table's entry is fresh.
     if (!is_tcp || flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0)
         && let Some(slot) = slot
         // SAFETY: a per-CPU array slot, only this CPU reads and writes it.
@@ -140,12 +116,13 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
             len: packet.len as u64,
             new_flow: false,
         };
-        return forward::forward(ctx, real, counted);
+        return to_real::<F>(ctx, packet, real, counted);
     }
 
     let flow_key = F::flow_key(packet);
-    // A known flow goes to its real without a VIP lookup: the flow remembers its VIP, and a real
-    // removed from it (or a VIP removed) no longer has the generation the flow remembers.
+    // Step: the flow table. A known flow goes to its real without a VIP lookup: the flow
+    // remembers its VIP, and a real removed from it (or a VIP removed) no longer has the
+    // generation the flow remembers.
     if let Some(flow) = F::flow(&flow_key) {
         // SAFETY: used before any other operation on the flow table.
         let flow = unsafe { &mut *flow };
@@ -172,7 +149,7 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
                     len: packet.len as u64,
                     new_flow: false,
                 };
-                return forward::forward(ctx, real, counted);
+                return to_real::<F>(ctx, packet, real, counted);
             }
             // A new connection on the tuple of a closed one: forget the old, place the new, and
             // make sure no CPU's cache still sends it to the old real.
@@ -183,6 +160,7 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
         // changed): place the flow again.
     }
 
+    // Step: the VIP and its persistence or scheduler; the flow is remembered.
     let Some(meta) = F::vip(packet) else {
         stats::global(|s| s.passed += 1);
         return xdp_action::XDP_PASS;
@@ -226,6 +204,21 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
         len: packet.len as u64,
         new_flow: true,
     };
+    to_real::<F>(ctx, packet, real, counted)
+}
+
+/// Sends a packet to the real a step chose; a first fragment's real is remembered for the
+/// fragments after it.
+#[inline(always)]
+fn to_real<F: Family>(
+    ctx: &XdpContext,
+    packet: &Packet<F::Addr>,
+    real: &RealDef,
+    counted: Counted,
+) -> u32 {
+    if let Some(id) = packet.first_fragment {
+        frag::remember::<F>(packet, id, real, &counted);
+    }
     forward::forward(ctx, real, counted)
 }
 

@@ -6,15 +6,15 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    keys::{Flow4Key, Flow6Key, Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps::{
-        BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, FLOW_CACHE_SIZE, FLOW_TABLE_SIZE, MAX_PORTS,
-        MAX_REALS, MAX_SLOTS, MAX_VIPS, PERSIST_TABLE_SIZE,
+        BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, FLOW_CACHE_SIZE, FLOW_TABLE_SIZE, FRAG_TABLE_SIZE,
+        MAX_PORTS, MAX_REALS, MAX_SLOTS, MAX_VIPS, PERSIST_TABLE_SIZE,
     },
     stats::{GlobalStats, TrafficStats},
     values::{
-        Cached4, Cached6, ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter,
-        VipMeta, WrrSeq,
+        Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
+        VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -61,6 +61,12 @@ pub static PERSIST4: LruHashMap<Persist4Key, PersistEntry, { PERSIST_TABLE_SIZE 
     LruHashMap::new();
 #[btf_map]
 pub static PERSIST6: LruHashMap<Persist6Key, PersistEntry, { PERSIST_TABLE_SIZE as usize }> =
+    LruHashMap::new();
+#[btf_map]
+pub static FRAGS4: LruHashMap<Frag4Key, FragEntry, { FRAG_TABLE_SIZE as usize }> =
+    LruHashMap::new();
+#[btf_map]
+pub static FRAGS6: LruHashMap<Frag6Key, FragEntry, { FRAG_TABLE_SIZE as usize }> =
     LruHashMap::new();
 #[btf_map]
 pub static CONNS: Array<ConnCounts, REALS_N> = Array::new();

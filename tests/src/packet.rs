@@ -46,6 +46,11 @@ pub struct Frame {
     pub frag: u16,
     /// IPv6 extension headers: (type, body length in 8-octet units beyond the first).
     pub ipv6_ext: Vec<(u8, u8)>,
+    /// An IPv6 fragment header after the other extension headers: (offset in bytes, more
+    /// fragments, identification).
+    pub ipv6_frag: Option<(u16, bool, u32)>,
+    /// The IPv4 identification.
+    pub ip_id: u16,
     pub l4: L4,
     pub payload: Vec<u8>,
 }
@@ -80,6 +85,8 @@ impl Frame {
             ip_options: Vec::new(),
             frag: 0,
             ipv6_ext: Vec::new(),
+            ipv6_frag: None,
+            ip_id: 0x1234,
             l4,
             payload: b"xdirectord test payload".to_vec(),
         }
@@ -103,6 +110,21 @@ impl Frame {
     pub fn ipv6_ext(mut self, kind: u8, len: u8) -> Frame {
         self.ipv6_ext.push((kind, len));
         self
+    }
+
+    pub fn ipv6_frag(mut self, offset: u16, more: bool, id: u32) -> Frame {
+        self.ipv6_frag = Some((offset, more, id));
+        self
+    }
+
+    pub fn ip_id(mut self, id: u16) -> Frame {
+        self.ip_id = id;
+        self
+    }
+
+    /// The frame without its Ethernet header: the IP packet, as an ICMP error quotes it.
+    pub fn ip_bytes(&self) -> Vec<u8> {
+        self.bytes()[self.l3_offset()..].to_vec()
     }
 
     pub fn payload(mut self, payload: &[u8]) -> Frame {
@@ -182,7 +204,7 @@ impl Frame {
         let header_len = 20 + options.len();
         let mut ip = vec![0x40 | (header_len / 4) as u8, 0];
         ip.extend_from_slice(&((header_len + l4.len()) as u16).to_be_bytes());
-        ip.extend_from_slice(&[0x12, 0x34]);
+        ip.extend_from_slice(&self.ip_id.to_be_bytes());
         ip.extend_from_slice(&self.frag.to_be_bytes());
         ip.extend_from_slice(&[64, proto, 0, 0]);
         ip.extend_from_slice(&src.octets());
@@ -200,11 +222,19 @@ impl Frame {
     fn ipv6(&self, src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
         let mut ext = Vec::new();
         let mut kinds: Vec<u8> = self.ipv6_ext.iter().map(|e| e.0).collect();
+        if self.ipv6_frag.is_some() {
+            kinds.push(44);
+        }
         kinds.push(proto);
         for (i, (_, len)) in self.ipv6_ext.iter().enumerate() {
             let mut h = vec![kinds[i + 1], *len];
             h.resize((*len as usize + 1) * 8, 0);
             ext.extend(h);
+        }
+        if let Some((offset, more, id)) = self.ipv6_frag {
+            ext.extend_from_slice(&[proto, 0]);
+            ext.extend_from_slice(&((offset & 0xfff8) | u16::from(more)).to_be_bytes());
+            ext.extend_from_slice(&id.to_be_bytes());
         }
         let first = kinds[0];
         let mut ip = vec![0x60, 0, 0, 0];

@@ -62,8 +62,14 @@ fn harness_with(table: &DesiredTable) -> Harness {
 enum Counter {
     Passed,
     Malformed,
-    Fragments,
-    IcmpErrors,
+    FragFirst,
+    FragLater,
+    FragUnknown,
+    FragAbsurd,
+    IcmpToFlow,
+    IcmpHashed,
+    IcmpNotVip,
+    IcmpBadInner,
     NoReal,
     Local,
     Unresolved,
@@ -75,8 +81,14 @@ fn counter(g: &GlobalStats, c: Counter) -> u64 {
     match c {
         Counter::Passed => g.passed,
         Counter::Malformed => g.malformed,
-        Counter::Fragments => g.fragments,
-        Counter::IcmpErrors => g.icmp_errors,
+        Counter::FragFirst => g.frag_first,
+        Counter::FragLater => g.frag_later,
+        Counter::FragUnknown => g.frag_unknown,
+        Counter::FragAbsurd => g.frag_absurd,
+        Counter::IcmpToFlow => g.icmp_to_flow,
+        Counter::IcmpHashed => g.icmp_hashed,
+        Counter::IcmpNotVip => g.icmp_not_vip,
+        Counter::IcmpBadInner => g.icmp_bad_inner,
         Counter::NoReal => g.no_real,
         Counter::Local => g.local,
         Counter::Unresolved => g.unresolved,
@@ -84,11 +96,17 @@ fn counter(g: &GlobalStats, c: Counter) -> u64 {
     }
 }
 
-const ALL_COUNTERS: [Counter; 7] = [
+const ALL_COUNTERS: [Counter; 13] = [
     Counter::Passed,
     Counter::Malformed,
-    Counter::Fragments,
-    Counter::IcmpErrors,
+    Counter::FragFirst,
+    Counter::FragLater,
+    Counter::FragUnknown,
+    Counter::FragAbsurd,
+    Counter::IcmpToFlow,
+    Counter::IcmpHashed,
+    Counter::IcmpNotVip,
+    Counter::IcmpBadInner,
     Counter::NoReal,
     Counter::Local,
     Counter::Unresolved,
@@ -132,7 +150,15 @@ fn check(h: &Harness, name: &str, frame: &[u8], action: u32, counted: Counter, t
         );
     }
     // Every packet given to a real (forwarded, or passed to a local one) is counted for it.
-    let to_a_real = matches!(counted, Counter::Forwarded | Counter::Local);
+    let to_a_real = matches!(
+        counted,
+        Counter::Forwarded
+            | Counter::Local
+            | Counter::FragFirst
+            | Counter::FragLater
+            | Counter::IcmpToFlow
+            | Counter::IcmpHashed
+    );
     assert_eq!(
         real_after - real_before,
         u64::from(to_a_real),
@@ -237,68 +263,562 @@ fn not_for_a_vip_passes_unchanged() {
     check(&h, "ARP", &arp, XDP_PASS, Counter::Passed, To::Unchanged);
 }
 
+// ---- ICMP errors about VIP flows ---------------------------------------------------------------
+
+const CLIENT: &str = "192.0.2.10";
+const CLIENT6: &str = "2001:db8::10";
+/// A router on the path that reports an error about a real's reply.
+const ROUTER: &str = "198.51.100.1";
+const ROUTER6: &str = "2001:db8:ff::1";
+
+/// An ICMP(v6) error from a router to `to`, quoting the first `quote` bytes of `quoted`'s IP
+/// packet.
+fn icmp_error(kind: u8, code: u8, to: &str, quoted: &Frame, quote: usize) -> Frame {
+    let router = if quoted.src.is_ipv4() {
+        ROUTER
+    } else {
+        ROUTER6
+    };
+    let ip = quoted.ip_bytes();
+    Frame::new(router, to, L4::Icmp { kind, code }).payload(&ip[..quote.min(ip.len())])
+}
+
+/// A real's reply from the VIP to a client: what ICMP errors about a VIP flow quote.
+fn reply(vip: &str, vport: u16, client: &str, cport: u16) -> Frame {
+    Frame::tcp(vip, vport, client, cport, ACK).payload(&[0x5a; 200])
+}
+
 #[test]
-fn fragments_and_icmp_errors_go_to_the_kernel_and_are_counted() {
+fn icmp_errors_about_a_known_flow_go_to_its_real() {
     let h = harness_with(&site());
     check(
         &h,
+        "SYN",
+        &syn(1000).bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(REALS[2]),
+    );
+    let quoted = reply(VIP, 80, CLIENT, 1000);
+    for (name, kind, code, quote) in [
+        ("fragmentation needed, minimal quote", 3, 4, 28),
+        ("fragmentation needed, whole packet", 3, 4, usize::MAX),
+        ("port unreachable", 3, 3, 28),
+        ("time exceeded", 11, 0, 48),
+        ("parameter problem", 12, 0, 28),
+    ] {
+        check(
+            &h,
+            name,
+            &icmp_error(kind, code, VIP, &quoted, quote).bytes(),
+            XDP_TX,
+            Counter::IcmpToFlow,
+            To::Real(REALS[2]),
+        );
+    }
+    // Behind a VLAN tag and with IP options in the quote, too.
+    let with_options = reply(VIP, 80, CLIENT, 1000).ip_options(&[1, 1, 1, 1]);
+    check(
+        &h,
+        "quote with IP options, tagged",
+        &icmp_error(3, 4, VIP, &with_options, 32)
+            .vlan(0x8100, 7)
+            .bytes(),
+        XDP_TX,
+        Counter::IcmpToFlow,
+        To::Real(REALS[2]),
+    );
+
+    let syn6 = Frame::tcp(CLIENT6, 1000, VIP6, 80, SYN);
+    check(
+        &h,
+        "IPv6 SYN",
+        &syn6.bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(REALS6[2]),
+    );
+    let quoted6 = reply(VIP6, 80, CLIENT6, 1000);
+    for (name, kind, code) in [
+        ("packet too big", 2, 0),
+        ("destination unreachable", 1, 4),
+        ("time exceeded", 3, 0),
+        ("parameter problem", 4, 0),
+    ] {
+        check(
+            &h,
+            name,
+            &icmp_error(kind, code, VIP6, &quoted6, 48).bytes(),
+            XDP_TX,
+            Counter::IcmpToFlow,
+            To::Real(REALS6[2]),
+        );
+    }
+}
+
+#[test]
+fn icmp_errors_about_an_unknown_flow_go_where_the_hash_table_places_it() {
+    let h = harness_with(&site());
+    for cport in [2000, 2001, 2002, 2003] {
+        let error = icmp_error(3, 4, VIP, &reply(VIP, 80, CLIENT, cport), 28);
+        let to = check(
+            &h,
+            "frag needed, no flow",
+            &error.bytes(),
+            XDP_TX,
+            Counter::IcmpHashed,
+            To::AnyOf(&REALS),
+        );
+        // The error placed no flow: the flow's next packet is a lost flow, and the
+        // consistent-hash table sends it where it sent the error.
+        let lost_before = h.global().flow_miss_non_syn;
+        let ack = Frame::tcp(CLIENT, cport, VIP, 80, ACK);
+        let then = check(
+            &h,
+            "ACK",
+            &ack.bytes(),
+            XDP_TX,
+            Counter::Forwarded,
+            To::AnyOf(&REALS),
+        );
+        assert_eq!(then, to, "port {cport}: the error and the flow part ways");
+        assert_eq!(
+            h.global().flow_miss_non_syn,
+            lost_before + 1,
+            "port {cport}"
+        );
+    }
+    let error6 = icmp_error(2, 0, VIP6, &reply(VIP6, 80, CLIENT6, 3000), 48);
+    let to = check(
+        &h,
+        "packet too big, no flow",
+        &error6.bytes(),
+        XDP_TX,
+        Counter::IcmpHashed,
+        To::AnyOf(&REALS6),
+    );
+    let ack6 = Frame::tcp(CLIENT6, 3000, VIP6, 80, ACK);
+    let then = check(
+        &h,
+        "IPv6 ACK",
+        &ack6.bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::AnyOf(&REALS6),
+    );
+    assert_eq!(then, to);
+}
+
+#[test]
+fn icmp_errors_about_a_persistent_client_follow_its_template() {
+    let mut table = DesiredTable::default();
+    let weighted: Vec<(&str, u32)> = REALS.iter().copied().zip([1, 1, 1]).collect();
+    let mut svc = service("rr", &weighted);
+    svc.attrs.persistence = Some(Persistence {
+        timeout_secs: 300,
+        prefix_len: 32,
+    });
+    table.services.insert(key(Protocol::Tcp, VIP, 80), svc);
+    let mut h = harness_with(&table);
+    h.set_clock(1_000_000_000);
+    let first = check(
+        &h,
+        "SYN",
+        &syn(1000).bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::AnyOf(&REALS),
+    );
+    // Another connection of the same client that the flow table does not know.
+    for cport in [4000, 4001, 4002] {
+        check(
+            &h,
+            "error about another connection of the client",
+            &icmp_error(3, 4, VIP, &reply(VIP, 80, CLIENT, cport), 28).bytes(),
+            XDP_TX,
+            Counter::IcmpHashed,
+            To::Real(&first),
+        );
+    }
+}
+
+#[test]
+fn icmp_messages_not_about_a_vip_flow_pass_unchanged() {
+    let h = harness_with(&site());
+    let cases: Vec<(&str, Frame, Counter)> = vec![
+        (
+            "error about another address",
+            icmp_error(3, 4, "10.0.0.99", &reply("10.0.0.99", 80, CLIENT, 1), 28),
+            Counter::IcmpNotVip,
+        ),
+        (
+            "error about another port of the VIP",
+            icmp_error(3, 4, VIP, &reply(VIP, 8080, CLIENT, 1), 28),
+            Counter::IcmpNotVip,
+        ),
+        (
+            "error about UDP on a TCP-only port",
+            icmp_error(
+                3,
+                3,
+                VIP,
+                &Frame::udp(VIP, 80, CLIENT, 1).payload(&[0; 8]),
+                28,
+            ),
+            Counter::IcmpNotVip,
+        ),
+        (
+            "error about an echo reply from the VIP",
+            icmp_error(
+                11,
+                0,
+                VIP,
+                &Frame::new(VIP, CLIENT, L4::Icmp { kind: 0, code: 0 }),
+                28,
+            ),
+            Counter::IcmpNotVip,
+        ),
+        (
+            "IPv6 error about another address",
+            icmp_error(2, 0, "fd00::99", &reply("fd00::99", 80, CLIENT6, 1), 48),
+            Counter::IcmpNotVip,
+        ),
+        (
+            "ICMP echo request to the VIP",
+            Frame::new(CLIENT, VIP, L4::Icmp { kind: 8, code: 0 }),
+            Counter::Passed,
+        ),
+        (
+            "ICMP redirect to the VIP",
+            icmp_error(5, 1, VIP, &reply(VIP, 80, CLIENT, 1), 28),
+            Counter::Passed,
+        ),
+        (
+            "ICMPv6 echo request to the VIP",
+            Frame::new(CLIENT6, VIP6, L4::Icmp { kind: 128, code: 0 }),
+            Counter::Passed,
+        ),
+    ];
+    for (name, frame, counted) in cases {
+        check(&h, name, &frame.bytes(), XDP_PASS, counted, To::Unchanged);
+    }
+}
+
+/// The malformed-frame corpus for ICMP errors: quotes cut short or lying, never forwarded.
+#[test]
+fn icmp_errors_with_bad_quotes_are_counted_and_passed() {
+    let h = harness_with(&site());
+    // A flow the errors could be about, had their quotes been right.
+    check(
+        &h,
+        "SYN",
+        &syn(1000).bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::Real(REALS[2]),
+    );
+    let quoted = reply(VIP, 80, CLIENT, 1000);
+    let ip = quoted.ip_bytes();
+    let with = |bytes: &[u8]| {
+        Frame::new(ROUTER, VIP, L4::Icmp { kind: 3, code: 4 })
+            .payload(bytes)
+            .bytes()
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("quote cut in the IP header", with(&ip[..19])),
+        ("quote cut in the ports", with(&ip[..20 + 7])),
+        ("no quote at all", with(&[])),
+    ];
+    let mut version = ip.clone();
+    version[0] = 0x65;
+    cases.push(("quote claims version 6", with(&version[..28])));
+    let mut short = ip.clone();
+    short[0] = 0x44;
+    cases.push(("quote claims a 16-byte header", with(&short[..28])));
+    let mut long = ip.clone();
+    long[0] = 0x4f;
+    cases.push(("quote claims 60 header bytes it lacks", with(&long[..28])));
+    let mut later = ip.clone();
+    later[6..8].copy_from_slice(&0x0010u16.to_be_bytes());
+    cases.push(("quote of a later fragment", with(&later[..28])));
+    cases.push((
+        "quote not from the error's destination",
+        icmp_error(3, 4, "10.0.0.99", &quoted, 28).bytes(),
+    ));
+    let mut icmp_cut = with(&ip[..28]);
+    icmp_cut.truncate(14 + 20 + 6);
+    cases.push(("ICMP header cut", icmp_cut));
+
+    let quoted6 = reply(VIP6, 80, CLIENT6, 1000);
+    let ip6 = quoted6.ip_bytes();
+    let with6 = |bytes: &[u8]| {
+        Frame::new(ROUTER6, VIP6, L4::Icmp { kind: 2, code: 0 })
+            .payload(bytes)
+            .bytes()
+    };
+    cases.push(("IPv6 quote cut in the header", with6(&ip6[..39])));
+    cases.push(("IPv6 quote cut in the ports", with6(&ip6[..47])));
+    let mut version6 = ip6.clone();
+    version6[0] = 0x45;
+    cases.push(("IPv6 quote claims version 4", with6(&version6[..48])));
+    let ext = Frame::tcp(VIP6, 80, CLIENT6, 1000, ACK)
+        .ipv6_ext(60, 0)
+        .ip_bytes();
+    cases.push(("IPv6 quote with an extension header", with6(&ext)));
+    cases.push((
+        "IPv6 quote not from the error's destination",
+        icmp_error(2, 0, "fd00::99", &quoted6, 48).bytes(),
+    ));
+    for (name, frame) in cases {
+        check(
+            &h,
+            name,
+            &frame,
+            XDP_PASS,
+            Counter::IcmpBadInner,
+            To::Unchanged,
+        );
+    }
+}
+
+// ---- fragments ---------------------------------------------------------------------------------
+
+/// The fragments of one UDP datagram to VIP:53 (rr), IPv4: the first (UDP header and 64 bytes),
+/// and later ones at `offsets` (bytes, multiples of 8), the last without more-fragments.
+fn udp_fragments(client: &str, id: u16, offsets: &[u16]) -> (Frame, Vec<Frame>) {
+    let first = Frame::udp(client, 5000, VIP, 53)
+        .payload(&[0xab; 64])
+        .ip_id(id)
+        .frag(0x2000);
+    let later = offsets
+        .iter()
+        .enumerate()
+        .map(|(i, at)| {
+            let more = if i + 1 < offsets.len() { 0x2000 } else { 0 };
+            Frame::new(client, VIP, L4::Other(17))
+                .payload(&[0xcd; 72])
+                .ip_id(id)
+                .frag(more | (at / 8))
+        })
+        .collect();
+    (first, later)
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragment() {
+    let h = harness_with(&site());
+    let (first, later) = udp_fragments(CLIENT, 0x4242, &[72, 144, 216]);
+    let to = check(
+        &h,
         "first fragment",
-        &syn(1000).frag(0x2000).bytes(),
-        XDP_PASS,
-        Counter::Fragments,
-        To::Unchanged,
+        &first.bytes(),
+        XDP_TX,
+        Counter::FragFirst,
+        To::Real(REALS[0]),
+    );
+    for (i, f) in later.iter().enumerate() {
+        check(
+            &h,
+            &format!("fragment {}", i + 1),
+            &f.bytes(),
+            XDP_TX,
+            Counter::FragLater,
+            To::Real(&to),
+        );
+    }
+    // Duplicates (a retransmitting network) go the same way.
+    check(
+        &h,
+        "duplicate later fragment",
+        &later[1].bytes(),
+        XDP_TX,
+        Counter::FragLater,
+        To::Real(&to),
     );
     check(
         &h,
-        "later fragment",
-        &syn(1000).frag(0x00b9).bytes(),
-        XDP_PASS,
-        Counter::Fragments,
-        To::Unchanged,
+        "duplicate first fragment",
+        &first.bytes(),
+        XDP_TX,
+        Counter::FragFirst,
+        To::Real(&to),
     );
-    let frag6 = Frame::tcp("2001:db8::10", 1000, VIP6, 80, SYN).ipv6_ext(44, 0);
+    // Another client's datagram with the same id is another datagram (rr: the next real).
+    let (other_first, other_later) = udp_fragments("192.0.2.77", 0x4242, &[72]);
     check(
         &h,
-        "IPv6 fragment header",
-        &frag6.bytes(),
-        XDP_PASS,
-        Counter::Fragments,
-        To::Unchanged,
+        "other client's first fragment",
+        &other_first.bytes(),
+        XDP_TX,
+        Counter::FragFirst,
+        To::Real(REALS[1]),
     );
-    let unreachable = Frame::new("192.0.2.10", VIP, L4::Icmp { kind: 3, code: 4 });
     check(
         &h,
-        "ICMP fragmentation needed",
-        &unreachable.bytes(),
-        XDP_PASS,
-        Counter::IcmpErrors,
-        To::Unchanged,
+        "other client's later fragment",
+        &other_later[0].bytes(),
+        XDP_TX,
+        Counter::FragLater,
+        To::Real(REALS[1]),
     );
-    let exceeded = Frame::new("192.0.2.10", VIP, L4::Icmp { kind: 11, code: 0 });
+}
+
+#[test]
+fn a_later_fragment_without_its_first_goes_to_the_kernel() {
+    let mut h = harness_with(&site());
+    h.set_clock(1_000_000_000);
+    let (first, later) = udp_fragments(CLIENT, 0x5555, &[72, 144]);
+    // Out of order: a later fragment before the first.
     check(
         &h,
-        "ICMP time exceeded",
-        &exceeded.bytes(),
+        "later fragment first",
+        &later[1].bytes(),
         XDP_PASS,
-        Counter::IcmpErrors,
+        Counter::FragUnknown,
         To::Unchanged,
     );
-    let too_big = Frame::new("2001:db8::10", VIP6, L4::Icmp { kind: 2, code: 0 });
+    let to = check(
+        &h,
+        "first fragment",
+        &first.bytes(),
+        XDP_TX,
+        Counter::FragFirst,
+        To::AnyOf(&REALS),
+    );
     check(
         &h,
-        "ICMPv6 packet too big",
-        &too_big.bytes(),
+        "the other later fragment",
+        &later[0].bytes(),
+        XDP_TX,
+        Counter::FragLater,
+        To::Real(&to),
+    );
+    // 30 s later the datagram is forgotten, as the kernel's reassembly forgets it.
+    h.set_clock(1_000_000_000 + 31_000_000_000);
+    check(
+        &h,
+        "later fragment after the timeout",
+        &later[0].bytes(),
         XDP_PASS,
-        Counter::IcmpErrors,
+        Counter::FragUnknown,
         To::Unchanged,
     );
-    let unreachable6 = Frame::new("2001:db8::10", VIP6, L4::Icmp { kind: 1, code: 4 });
+    // Not for a VIP at all.
+    let stray = Frame::new(CLIENT, "10.0.0.99", L4::Other(17))
+        .payload(&[0; 16])
+        .frag(0x0009);
     check(
         &h,
-        "ICMPv6 unreachable",
-        &unreachable6.bytes(),
+        "later fragment to another address",
+        &stray.bytes(),
         XDP_PASS,
-        Counter::IcmpErrors,
+        Counter::FragUnknown,
+        To::Unchanged,
+    );
+    // A first fragment for no VIP is not remembered.
+    let stray_first = Frame::udp(CLIENT, 5000, "10.0.0.99", 53).frag(0x2000);
+    check(
+        &h,
+        "first fragment to another address",
+        &stray_first.bytes(),
+        XDP_PASS,
+        Counter::Passed,
+        To::Unchanged,
+    );
+}
+
+#[test]
+fn ipv6_fragments_follow_their_first_fragment() {
+    let h = harness_with(&site());
+    let first = Frame::tcp(CLIENT6, 1000, VIP6, 80, SYN)
+        .payload(&[0xab; 64])
+        .ipv6_frag(0, true, 0xdead_beef);
+    check(
+        &h,
+        "IPv6 first fragment",
+        &first.bytes(),
+        XDP_TX,
+        Counter::FragFirst,
+        To::Real(REALS6[2]),
+    );
+    let later = Frame::new(CLIENT6, VIP6, L4::Other(6))
+        .payload(&[0xcd; 64])
+        .ipv6_frag(88, false, 0xdead_beef);
+    check(
+        &h,
+        "IPv6 later fragment",
+        &later.bytes(),
+        XDP_TX,
+        Counter::FragLater,
+        To::Real(REALS6[2]),
+    );
+    let other_id = Frame::new(CLIENT6, VIP6, L4::Other(6))
+        .payload(&[0xcd; 64])
+        .ipv6_frag(88, false, 0xdead_beee);
+    check(
+        &h,
+        "IPv6 later fragment of another datagram",
+        &other_id.bytes(),
+        XDP_PASS,
+        Counter::FragUnknown,
+        To::Unchanged,
+    );
+    // Offset 0 without more fragments: an atomic fragment (RFC 6946), a whole packet.
+    let atomic = Frame::tcp(CLIENT6, 1001, VIP6, 80, SYN).ipv6_frag(0, false, 9);
+    check(
+        &h,
+        "IPv6 atomic fragment",
+        &atomic.bytes(),
+        XDP_TX,
+        Counter::Forwarded,
+        To::AnyOf(&REALS6),
+    );
+}
+
+/// The malformed-frame corpus for fragments: offsets beyond a datagram, lengths that lie.
+#[test]
+fn absurd_fragments_are_counted_and_passed() {
+    let h = harness_with(&site());
+    let (first, later) = udp_fragments(CLIENT, 0x6666, &[72]);
+    check(
+        &h,
+        "first fragment",
+        &first.bytes(),
+        XDP_TX,
+        Counter::FragFirst,
+        To::AnyOf(&REALS),
+    );
+    let beyond = later[0].clone().frag(0x1ff8);
+    let mut lying = later[0].bytes();
+    lying[14 + 2..14 + 4].copy_from_slice(&10u16.to_be_bytes());
+    let beyond6 = Frame::new(CLIENT6, VIP6, L4::Other(6))
+        .payload(&[0; 64])
+        .ipv6_frag(65528, false, 1);
+    let mut lying6 = beyond6.clone().ipv6_frag(8, false, 1).bytes();
+    lying6[14 + 4..14 + 6].copy_from_slice(&4u16.to_be_bytes());
+    for (name, frame) in [
+        ("IPv4 offset beyond 65,535", beyond.bytes()),
+        ("IPv4 total length shorter than the header", lying),
+        ("IPv6 offset beyond 65,535", beyond6.bytes()),
+        ("IPv6 payload length shorter than the headers", lying6),
+    ] {
+        check(
+            &h,
+            name,
+            &frame,
+            XDP_PASS,
+            Counter::FragAbsurd,
+            To::Unchanged,
+        );
+    }
+    // A first fragment too short for its transport header is malformed, as any cut header.
+    let tiny = Frame::tcp(CLIENT, 1, VIP, 80, SYN).frag(0x2000).bytes();
+    check(
+        &h,
+        "first fragment cut in the TCP header",
+        &tiny[..14 + 20 + 8],
+        XDP_PASS,
+        Counter::Malformed,
         To::Unchanged,
     );
 }

@@ -1,6 +1,7 @@
 //! Property test: user space's model of the scheduling decision (`backend::xdp::model`) and the
 //! real XDP program agree on a large random corpus of packets, weight changes, reals coming and
-//! going, scheduler and persistence changes and clock steps. On a mismatch the seed and step are
+//! going, scheduler and persistence changes and clock steps; the packets include ICMP errors
+//! about the flows, first fragments and later fragments (with and without their first). On a mismatch the seed and step are
 //! printed; rerun one seed with `MODEL_SEED=<seed>`.
 
 use std::{collections::HashMap, net::IpAddr};
@@ -14,7 +15,7 @@ use xdirectord::{
 };
 use xdirectord_tests::{
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
-    packet::{ACK, DIRECTOR_MAC, FIN, Frame, PSH, RST, SYN},
+    packet::{ACK, DIRECTOR_MAC, FIN, Frame, L4, PSH, RST, SYN},
     table::{key, mac_of, real},
 };
 
@@ -180,6 +181,73 @@ fn frame(p: &ModelPacket) -> Vec<u8> {
     }
 }
 
+/// What a random input is, besides a packet with ports.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Ports,
+    /// An ICMP error (fragmentation needed / packet too big) quoting a real's reply in the flow
+    /// of the packet.
+    IcmpError,
+    /// The packet as the first fragment of datagram `id`.
+    FirstFragment(u32),
+    /// A later fragment of datagram `id` between the packet's addresses.
+    LaterFragment(u32),
+}
+
+fn random_kind(rng: &mut Rng) -> Kind {
+    // Few datagram ids, so that later fragments often find their first, and often not.
+    let id = 1 + rng.below(4) as u32;
+    match rng.below(12) {
+        0 | 1 => Kind::IcmpError,
+        2 => Kind::FirstFragment(id),
+        3 | 4 => Kind::LaterFragment(id),
+        _ => Kind::Ports,
+    }
+}
+
+fn frame_of(kind: Kind, p: &ModelPacket) -> Vec<u8> {
+    let (src, dst) = (p.src.to_string(), p.dst.to_string());
+    let v4 = p.src.is_ipv4();
+    match kind {
+        Kind::Ports => frame(p),
+        Kind::IcmpError => {
+            let reply = if p.proto == 17 {
+                Frame::udp(&dst, p.dport, &src, p.sport)
+            } else {
+                Frame::tcp(&dst, p.dport, &src, p.sport, ACK)
+            };
+            let (router, kind, quote) = if v4 {
+                ("198.51.100.1", 3, 28)
+            } else {
+                ("2001:db8:ff::1", 2, 48)
+            };
+            Frame::new(router, &dst, L4::Icmp { kind, code: 4 })
+                .payload(&reply.ip_bytes()[..quote])
+                .bytes()
+        }
+        Kind::FirstFragment(id) => {
+            let whole = if p.proto == 17 {
+                Frame::udp(&src, p.sport, &dst, p.dport)
+            } else {
+                Frame::tcp(&src, p.sport, &dst, p.dport, p.tcp_flags)
+            };
+            if v4 {
+                whole.ip_id(id as u16).frag(0x2000).bytes()
+            } else {
+                whole.ipv6_frag(0, true, id).bytes()
+            }
+        }
+        Kind::LaterFragment(id) => {
+            let later = Frame::new(&src, &dst, L4::Other(p.proto)).payload(&[0x77; 16]);
+            if v4 {
+                later.ip_id(id as u16).frag(9).bytes()
+            } else {
+                later.ipv6_frag(72, false, id).bytes()
+            }
+        }
+    }
+}
+
 /// Keeps the test thread on one CPU: the program's round-robin cursors are per CPU, the model
 /// has one.
 fn pin_to_one_cpu() {
@@ -231,7 +299,8 @@ fn run_seed(seed: u64, steps: usize) {
             }
             _ => {
                 let packet = random_packet(&mut rng, &table);
-                let outcome = h.run(&frame(&packet));
+                let kind = random_kind(&mut rng);
+                let outcome = h.run(&frame_of(kind, &packet));
                 let program = match outcome.action {
                     XDP_PASS => Seen::Pass,
                     XDP_DROP => Seen::Drop,
@@ -240,7 +309,13 @@ fn run_seed(seed: u64, steps: usize) {
                     }
                     other => panic!("seed {seed} step {step}: verdict {other}"),
                 };
-                let expected = seen_by_model(&h, model.decide(&packet, now));
+                let decision = match kind {
+                    Kind::Ports => model.decide(&packet, now),
+                    Kind::IcmpError => model.decide_icmp_error(&packet, now),
+                    Kind::FirstFragment(id) => model.decide_first_fragment(&packet, id, now),
+                    Kind::LaterFragment(id) => model.decide_later_fragment(&packet, id, now),
+                };
+                let expected = seen_by_model(&h, decision);
                 if program != expected {
                     for p in h.dataplane.programmed().unwrap().values() {
                         for (id, def, w) in &p.reals {
@@ -256,7 +331,7 @@ fn run_seed(seed: u64, steps: usize) {
                 }
                 assert_eq!(
                     program, expected,
-                    "seed {seed} step {step}: {packet:?}\nprogram and model disagree (table {table:#?})"
+                    "seed {seed} step {step}: {kind:?} {packet:?}\nprogram and model disagree (table {table:#?})"
                 );
             }
         }

@@ -1,7 +1,9 @@
 //! `cargo xtask bench` (data plane): nanoseconds per packet of the balancer against a bare
 //! program that parses Ethernet and IP, swaps the MACs and returns XDP_TX, both measured with
 //! BPF_PROG_TEST_RUN (JIT on) side by side in the same run, for the scenarios pass-non-vip,
-//! established, new-flow (and new-flow-full) and persistent-hit, IPv4 and IPv6, 3 and 1000 reals.
+//! established, icmp-error-to-real (an ICMP error about an established flow), later-fragment (a
+//! fragment following its first), new-flow (and new-flow-full) and persistent-hit, IPv4 and IPv6,
+//! 3 and 1000 reals.
 //!
 //! Every row runs one frame many times in the kernel (`repeat`), the baseline on the same frame.
 //! A repeated SYN would find its own flow the second time, so new-flow and persistent-hit run
@@ -32,7 +34,7 @@ use xdirectord::{
 };
 use xdirectord_tests::{
     harness::{Harness, XDP_PASS, XDP_TX},
-    packet::{ACK, DIRECTOR_MAC, Frame, SYN},
+    packet::{ACK, DIRECTOR_MAC, Frame, L4, SYN},
 };
 
 /// Runs of a frame per measurement, in the kernel.
@@ -316,6 +318,42 @@ fn main() {
                 rows.push(row("established", family, reals, &rounds));
             }
 
+            // icmp-error-to-real: "fragmentation needed" / "packet too big" about the
+            // established flow, from a router on the path, to the flow's real.
+            if wanted("icmp-error-to-real") {
+                let reply = Frame::tcp(vip(v6), 80, &client(v6, 1), 1000, ACK).ip_bytes();
+                let (router, kind, quote) = if v6 {
+                    ("2001:db8:ff::1", 2, 48)
+                } else {
+                    ("198.51.100.1", 3, 28)
+                };
+                let error = Frame::new(router, vip(v6), L4::Icmp { kind, code: 4 })
+                    .payload(&reply[..quote])
+                    .bytes();
+                let rounds = side_by_side(balancer(&h), XDP_TX, baseline, &error);
+                rows.push(row("icmp-error-to-real", family, reals, &rounds));
+            }
+
+            // later-fragment: a fragment after the first, following it (the first sent once).
+            if wanted("later-fragment") {
+                let first = Frame::tcp(&client(v6, 1), 1001, vip(v6), 80, SYN);
+                let later = Frame::new(&client(v6, 1), vip(v6), L4::Other(6)).payload(&[0; 64]);
+                let (first, later) = if v6 {
+                    (
+                        first.ipv6_frag(0, true, 7).bytes(),
+                        later.ipv6_frag(72, true, 7).bytes(),
+                    )
+                } else {
+                    (
+                        first.ip_id(7).frag(0x2000).bytes(),
+                        later.ip_id(7).frag(0x2000 | 9).bytes(),
+                    )
+                };
+                assert_eq!(h.run(&first).action, XDP_TX);
+                let rounds = side_by_side(balancer(&h), XDP_TX, baseline, &later);
+                rows.push(row("later-fragment", family, reals, &rounds));
+            }
+
             // new-flow: a first SYN every run, into a flow table with room (emptied before each
             // measurement); new-flow-full: the same into a full table, every insert evicting the
             // least recently used flow, as in a SYN flood.
@@ -363,12 +401,12 @@ fn main() {
     }
 
     println!(
-        "{:<15} {:<5} {:>5} {:>10} {:>12} {:>6}",
+        "{:<18} {:<5} {:>5} {:>10} {:>12} {:>6}",
         "scenario", "family", "reals", "ns/packet", "baseline ns", "ratio"
     );
     for r in &rows {
         println!(
-            "{:<15} {:<5} {:>5} {:>10.1} {:>12.1} {:>6.2}",
+            "{:<18} {:<5} {:>5} {:>10.1} {:>12.1} {:>6.2}",
             r.scenario, r.family, r.reals, r.ns_per_packet, r.baseline_ns_per_packet, r.ratio
         );
     }

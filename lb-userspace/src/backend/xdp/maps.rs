@@ -6,12 +6,12 @@ use std::path::Path;
 
 use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, PerCpuValues};
 use lb_common::{
-    keys::{Flow4Key, Flow6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    keys::{Flow4Key, Flow6Key, Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps as names,
     stats::{GlobalStats, TrafficStats},
     values::{
-        Cached4, Cached6, ConnCounts, FlowEntry, PersistEntry, RealDef, Ring, SlotReals, VipFilter,
-        VipMeta, WrrSeq,
+        Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
+        VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -139,8 +139,14 @@ impl Maps {
                 malformed: a.malformed + v.malformed,
                 no_real: a.no_real + v.no_real,
                 flow_miss_non_syn: a.flow_miss_non_syn + v.flow_miss_non_syn,
-                fragments: a.fragments + v.fragments,
-                icmp_errors: a.icmp_errors + v.icmp_errors,
+                frag_first: a.frag_first + v.frag_first,
+                frag_later: a.frag_later + v.frag_later,
+                frag_unknown: a.frag_unknown + v.frag_unknown,
+                frag_absurd: a.frag_absurd + v.frag_absurd,
+                icmp_to_flow: a.icmp_to_flow + v.icmp_to_flow,
+                icmp_hashed: a.icmp_hashed + v.icmp_hashed,
+                icmp_not_vip: a.icmp_not_vip + v.icmp_not_vip,
+                icmp_bad_inner: a.icmp_bad_inner + v.icmp_bad_inner,
                 local: a.local + v.local,
                 unresolved: a.unresolved + v.unresolved,
             }))
@@ -149,7 +155,7 @@ impl Maps {
 
 /// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
 /// as this build lays them out.
-fn layout() -> [(&'static str, usize, usize, u32); 21] {
+fn layout() -> [(&'static str, usize, usize, u32); 23] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
@@ -177,6 +183,18 @@ fn layout() -> [(&'static str, usize, usize, u32); 21] {
             size_of::<Persist6Key>(),
             size_of::<PersistEntry>(),
             PERSIST_TABLE_SIZE,
+        ),
+        (
+            FRAGS4,
+            size_of::<Frag4Key>(),
+            size_of::<FragEntry>(),
+            FRAG_TABLE_SIZE,
+        ),
+        (
+            FRAGS6,
+            size_of::<Frag6Key>(),
+            size_of::<FragEntry>(),
+            FRAG_TABLE_SIZE,
         ),
         (CONNS, 4, size_of::<ConnCounts>(), MAX_REALS),
         (CONNS_EXPIRED, 4, size_of::<ConnCounts>(), MAX_REALS),

@@ -2,7 +2,8 @@
 //! persistence, the schedulers, the fallback. It reads the same tables the program reads (synced
 //! from the maps after each change) and keeps its own flow, persistence, cursor and connection
 //! state; a property test runs random packets and weight changes through both and requires the
-//! same real for every packet. It mirrors `lb-ebpf/src/{main,schedule,conns}.rs` rule by rule.
+//! same real for every packet. It mirrors `lb-ebpf/src/{main,schedule,conns,icmp,frag}.rs` rule
+//! by rule: packets with ports, ICMP errors about VIP flows, first and later fragments.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -11,7 +12,7 @@ use lb_common::{
     keys::{Flow4Key, Flow6Key},
     values::{
         FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FORWARD_LOCAL, FORWARD_ROUTE,
-        REAL_F_RESOLVED, RealDef, Scheduler, SlotReals, VIP_F_PERSISTENT, VipMeta,
+        FRAG_TIMEOUT_NS, REAL_F_RESOLVED, RealDef, Scheduler, SlotReals, VIP_F_PERSISTENT, VipMeta,
     },
 };
 
@@ -59,6 +60,15 @@ struct Flow {
     state: u32,
 }
 
+/// Where a first fragment went, as the program's FRAGS maps hold it.
+#[derive(Clone, Copy)]
+struct Datagram {
+    real_id: u32,
+    generation: u32,
+    vip_index: u32,
+    first_seen_ns: u64,
+}
+
 #[derive(Clone, Copy)]
 struct Template {
     real_id: u32,
@@ -78,6 +88,8 @@ pub struct Model {
     templates: HashMap<(Vec<u8>, u32), Template>,
     cursors: HashMap<u32, u32>,
     previous_slots: HashMap<VipKey, u32>,
+    /// (source, destination, identification, protocol) of fragmented datagrams.
+    datagrams: HashMap<(IpAddr, IpAddr, u32, u8), Datagram>,
     /// (active, inactive) per real id, as the program's CONNS.
     pub conns: HashMap<u32, (i64, i64)>,
 }
@@ -151,14 +163,77 @@ impl Model {
 
     /// The program's decision for `packet` at program time `now`.
     pub fn decide(&mut self, p: &ModelPacket, now: u64) -> Decision {
-        let vip_key = match (p.dst, p.src) {
-            (IpAddr::V4(d), _) => VipKey::V4(Vip4KeyOrd(d.octets(), p.dport, p.proto)),
-            (IpAddr::V6(d), _) => VipKey::V6(Vip6KeyOrd(d.octets(), p.dport, p.proto)),
-        };
-        let Some(meta) = self.vips.get(&vip_key).copied() else {
+        match self.choose(p, now) {
+            Ok(real_id) => self.forwarded(real_id),
+            Err(decision) => decision,
+        }
+    }
+
+    /// The first fragment `p` of datagram `id`: placed as any packet, its real remembered.
+    pub fn decide_first_fragment(&mut self, p: &ModelPacket, id: u32, now: u64) -> Decision {
+        match self.choose(p, now) {
+            Ok(real_id) => {
+                let real = self.reals[&real_id];
+                self.datagrams.insert(
+                    (p.src, p.dst, id, p.proto),
+                    Datagram {
+                        real_id,
+                        generation: real.generation,
+                        vip_index: real.vip_index,
+                        first_seen_ns: now,
+                    },
+                );
+                self.forwarded(real_id)
+            }
+            Err(decision) => decision,
+        }
+    }
+
+    /// A later fragment of datagram `id` (`p`'s ports are not read): where its first went, while
+    /// remembered and its real is current; otherwise to the kernel.
+    pub fn decide_later_fragment(&mut self, p: &ModelPacket, id: u32, now: u64) -> Decision {
+        match self.datagrams.get(&(p.src, p.dst, id, p.proto)).copied() {
+            Some(d)
+                if now.wrapping_sub(d.first_seen_ns) <= FRAG_TIMEOUT_NS
+                    && self.usable(d.real_id, d.generation, d.vip_index).is_some() =>
+            {
+                self.forwarded(d.real_id)
+            }
+            _ => Decision::Pass,
+        }
+    }
+
+    /// An ICMP error about the flow whose client packets are `p` (the quoted packet turned
+    /// around): the flow's real, or where persistence or the consistent-hash table place the
+    /// flow. It changes no flow, template or count.
+    pub fn decide_icmp_error(&mut self, p: &ModelPacket, now: u64) -> Decision {
+        let Some(meta) = self.vips.get(&Self::vip_key(p)).copied() else {
+            // The program looks the flow up first; a flow of no VIP was never placed.
             return Decision::Pass;
         };
-        let flow_key = match (p.src, p.dst) {
+        let flow_key = Self::flow_key(p);
+        if let Some(flow) = self.flows.get(&flow_key).copied()
+            && self
+                .usable(flow.real_id, flow.generation, meta.index)
+                .is_some()
+        {
+            return self.forwarded(flow.real_id);
+        }
+        match self.for_lost_flow(&meta, p, &flow_key, now) {
+            Some(real_id) if self.reals.contains_key(&real_id) => self.forwarded(real_id),
+            _ => Decision::NoReal,
+        }
+    }
+
+    fn vip_key(p: &ModelPacket) -> VipKey {
+        match p.dst {
+            IpAddr::V4(d) => VipKey::V4(Vip4KeyOrd(d.octets(), p.dport, p.proto)),
+            IpAddr::V6(d) => VipKey::V6(Vip6KeyOrd(d.octets(), p.dport, p.proto)),
+        }
+    }
+
+    fn flow_key(p: &ModelPacket) -> FlowKey {
+        match (p.src, p.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => FlowKey::V4(Flow4Key {
                 src: s.octets(),
                 dst: d.octets(),
@@ -173,7 +248,16 @@ impl Model {
                 dport: p.dport,
                 proto: p.proto as u32,
             }),
+        }
+    }
+
+    /// The real the program chooses for `p` (before forwarding, which may still fail), or what
+    /// it does instead.
+    fn choose(&mut self, p: &ModelPacket, now: u64) -> Result<u32, Decision> {
+        let Some(meta) = self.vips.get(&Self::vip_key(p)).copied() else {
+            return Err(Decision::Pass);
         };
+        let flow_key = Self::flow_key(p);
         let is_tcp = p.proto == IPPROTO_TCP;
         let flags = p.tcp_flags;
         let syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_ACK == 0;
@@ -188,7 +272,7 @@ impl Model {
                     let state = self.track(flow, flags);
                     self.flows.get_mut(&flow_key).expect("present").state = state;
                 }
-                return self.forwarded(flow.real_id);
+                return Ok(flow.real_id);
             }
             self.closed(flow.real_id, flow.state);
         }
@@ -199,10 +283,10 @@ impl Model {
             self.for_new_flow(&meta, p, &flow_key, now)
         };
         let Some(real_id) = real_id else {
-            return Decision::NoReal;
+            return Err(Decision::NoReal);
         };
         let Some(real) = self.reals.get(&real_id).copied() else {
-            return Decision::NoReal;
+            return Err(Decision::NoReal);
         };
         let state = if !is_tcp {
             FLOW_UDP
@@ -226,7 +310,7 @@ impl Model {
             (state == FLOW_ESTABLISHED) as i64,
             (state != FLOW_ESTABLISHED) as i64,
         );
-        self.forwarded(real_id)
+        Ok(real_id)
     }
 
     fn forwarded(&self, real_id: u32) -> Decision {
