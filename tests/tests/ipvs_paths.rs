@@ -345,7 +345,8 @@ fn conns(stats: &str, service: &str) -> u64 {
 /// One real HTTP request through IPVS per forwarding method, from a client namespace to a real
 /// namespace behind the director: NAT (the real serves another port), direct routing (the real
 /// holds the VIP on lo and answers the client itself) and IPIP (the real decapsulates on
-/// tunl0). Then `show` is ipvsadm's `-L -n`, `--stats` and `--rate` for that table.
+/// tunl0). Then `show` is ipvsadm's `-L -n`, `--stats` and `--rate` for that table, and the
+/// agent's metrics count each IPVS real's connections as IPVS does.
 #[test]
 fn one_request_through_ipvs_per_forwarding_method() {
     let site = Site::three_namespaces("pk-paths", 250, &[8080, 81, 82]);
@@ -377,7 +378,7 @@ fn one_request_through_ipvs_per_forwarding_method() {
         )
     };
     site.write_config(&format!(
-        "quiescent=no\n{}{}{}",
+        "quiescent=no\nmetrics=127.0.0.1:9180\n{}{}{}",
         virtual_(80, 8080, "masq"),
         virtual_(81, 81, "gate"),
         virtual_(82, 82, "ipip"),
@@ -442,6 +443,27 @@ fn one_request_through_ipvs_per_forwarding_method() {
             "no connection counted for {service}:\n{ipvsadm}"
         );
     }
+    // The metrics read IPVS's counters at scrape time, under node_exporter's labels.
+    let metrics = site
+        .vm
+        .run_ok(&site.in_director("curl -sS --max-time 20 http://127.0.0.1:9180/metrics"));
+    for (port, served) in [(80, 8080), (81, 81), (82, 82)] {
+        let series = format!(
+            "xdirectord_real_connections_total{{local_address=\"{vip}\",local_port=\"{port}\",\
+             proto=\"TCP\",local_mark=\"\",remote_address=\"10.250.2.2\",\
+             remote_port=\"{served}\",backend=\"ipvs\"}} "
+        );
+        let counted: Option<u64> = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok());
+        let service = format!("TCP  {vip}:{port}");
+        assert_eq!(
+            counted,
+            Some(conns(&ipvsadm, &service)),
+            "{series}against ipvsadm --stats:\n{ipvsadm}\n{metrics}"
+        );
+    }
+
     let (show, ipvsadm) = show_and_ipvsadm(&site, "--rate", false);
     assert_eq!(
         layout(&show),
