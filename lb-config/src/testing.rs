@@ -1,11 +1,25 @@
 //! [`StaticEnvironment`]: a machine described by tables, for tests here and in the crates
-//! that consume the model. No DNS, no file is created.
+//! that consume the model, and [`config`], a file's text parsed on it. No DNS, no file is
+//! created.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use crate::environment::Environment;
-use crate::model::Family;
+use crate::model::{Config, Family};
+
+/// `text` parsed as the file `t.cf` on [`StaticEnvironment::default`]; a test's file must be
+/// valid (the panic shows the diagnostic).
+pub fn config(text: &str) -> Config {
+    match crate::parse(
+        text.as_bytes(),
+        "t.cf".as_ref(),
+        &StaticEnvironment::default(),
+    ) {
+        Ok(config) => config,
+        Err(e) => panic!("{}", e.render(1)),
+    }
+}
 
 /// Name lookups answered from tables, numeric addresses as glibc answers them.
 #[derive(Debug, Clone)]

@@ -607,16 +607,7 @@ pub fn check_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_config::testing::StaticEnvironment;
-
-    fn config(text: &str) -> Config {
-        lb_config::parse(
-            text.as_bytes(),
-            "t.cf".as_ref(),
-            &StaticEnvironment::default(),
-        )
-        .expect("valid configuration")
-    }
+    use lb_config::testing::config;
 
     #[test]
     fn interfaces_are_the_command_line_s_or_every_one_the_file_names() {

@@ -161,16 +161,7 @@ pub fn ipvs_warnings(config: &Config, choices: &[Choice]) -> Vec<(usize, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_config::testing::StaticEnvironment;
-
-    fn config(text: &str) -> Config {
-        lb_config::parse(
-            text.as_bytes(),
-            "t.cf".as_ref(),
-            &StaticEnvironment::default(),
-        )
-        .expect("valid configuration")
-    }
+    use lb_config::testing::config;
 
     const MIXED: &str = "interface=eth0\n\
         virtual=192.0.2.1:80\n\treal=192.0.2.11:80 gate\n\tchecktype=on\n\

@@ -272,16 +272,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lb_config::testing::StaticEnvironment;
-
-    fn config(text: &str) -> Config {
-        lb_config::parse(
-            text.as_bytes(),
-            "t.cf".as_ref(),
-            &StaticEnvironment::default(),
-        )
-        .expect("valid configuration")
-    }
+    use lb_config::testing::config;
 
     const TWO: &str = "virtual=192.0.2.1:80\n\treal=192.0.2.11 gate 3\n\treal=192.0.2.12:8080 masq 5\n\tchecktype=negotiate\n\tservice=http\n";
 
