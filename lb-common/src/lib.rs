@@ -22,7 +22,7 @@ pub mod values;
 
 /// Version of the map layout. Pinned maps are reused across agent restarts only when the pinned
 /// `INFO` map carries the same version; a new layout starts from fresh maps.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// `family` field values (the kernel's AF_INET / AF_INET6).
 pub const AF_INET: u8 = 2;

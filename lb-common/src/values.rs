@@ -146,7 +146,17 @@ pub struct RealDef {
     pub flags: u32,
     /// The configured weight, as `show` prints it (the schedulers read [`SlotReal::weight`]).
     pub weight: u32,
-    pub _pad: u32,
+    /// 802.1Q VLAN id the frame leaves with (host byte order); 0: untagged.
+    pub vlan: u16,
+    /// MTU of the egress interface in bytes: an encapsulated packet must fit in it.
+    pub mtu: u16,
+    /// `FORWARD_TUNNEL`: the outer source address, network byte order (IPv4 uses the first 4
+    /// bytes): the director's address on the egress interface, or the prefix of a per-flow source.
+    pub tunnel_src: [u8; 16],
+    /// How many low bits of [`RealDef::tunnel_src`] are replaced by the flow's hash, so that the
+    /// real's NIC spreads decapsulation over its queues (RSS); 0: the address as it is.
+    pub tunnel_src_bits: u8,
+    pub _pad: [u8; 7],
 }
 
 /// One real of a table slot.

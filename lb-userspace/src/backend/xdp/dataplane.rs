@@ -541,7 +541,11 @@ impl Dataplane {
             src_mac,
             flags,
             weight: real.weight,
-            _pad: 0,
+            vlan: 0,
+            mtu: 0,
+            tunnel_src: [0; 16],
+            tunnel_src_bits: 0,
+            _pad: [0; 7],
         };
         let effective_weight = if flags & REAL_F_RESOLVED == 0 {
             0
