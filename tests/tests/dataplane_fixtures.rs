@@ -51,6 +51,7 @@ fn harness_with(table: &DesiredTable) -> Harness {
                 ifindex: INGRESS,
                 mac: mac_of(addr),
                 src_mac: DIRECTOR_MAC,
+                vlan: 0,
             },
         );
     }
@@ -1233,6 +1234,7 @@ fn a_real_on_another_interface_is_reached_by_redirect() {
             ifindex: fx0,
             mac: mac_of("10.0.1.4"),
             src_mac: DIRECTOR_MAC,
+            vlan: 0,
         },
     );
     let mut t = DesiredTable::default();
