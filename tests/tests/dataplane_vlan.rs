@@ -9,7 +9,7 @@ use xdirectord::{
     table::{DesiredTable, Protocol},
 };
 use xdirectord_tests::{
-    harness::{Harness, XDP_TX},
+    harness::{Harness, XDP_DROP, XDP_TX},
     packet::{ACK, DIRECTOR_MAC, Frame, L4, SYN},
     table::{self, key, service},
 };
@@ -300,4 +300,32 @@ fn icmp_errors_and_fragments_leave_with_their_reals_tag() {
         (10, 10),
         |g| g.frag_later += 1,
     );
+}
+
+/// A real behind a path the program cannot tag for (stacked VLANs, say) is never sent untagged:
+/// it takes no new flows, and the agent's log says why.
+#[test]
+fn a_real_the_program_cannot_tag_for_takes_no_new_flows() {
+    let mut h = Harness::new();
+    let why = "its route leaves through a VLAN device on another VLAN device (stacked tags)";
+    h.paths.set(REAL10, RealPath::Unsupported(why));
+    let mut t = DesiredTable::default();
+    t.services.insert(
+        key(Protocol::Tcp, VIP10, 80),
+        service("wrr", &[(REAL10, 1)]),
+    );
+    let held = h.dataplane.held().expect("held");
+    let ops = xdirectord::table::diff::diff(&held, &t);
+    let notes = h.dataplane.execute(&ops, &mut h.paths).expect("apply");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("{why}: it takes no new connections"))),
+        "{notes:?}"
+    );
+    let before = h.global();
+    assert_eq!(h.run(&syn(1, VIP10).bytes()).action, XDP_DROP);
+    let mut want = before;
+    want.no_real += 1;
+    assert_eq!(h.global(), want);
 }
