@@ -1,6 +1,7 @@
 //! End to end on an 802.1Q trunk, in namespaces of this test's own (`xdvl-…`): the real
 //! xdirectord attached to the director's trunk balances real TCP connections (HTTP) to reals on
-//! two VLANs, each frame leaving with its real's tag, which is not the one it arrived with.
+//! two VLANs, each frame leaving with its real's tag, which is not the one it arrived with (or it
+//! arrived with none).
 //!
 //! This machine's kernel has no VLAN devices (`CONFIG_VLAN_8021Q` is not set, and its bridge
 //! filters no VLANs), so the test runs in the 6.1 test guest (docs/ipvs-vm.md), whose kernel has
@@ -9,18 +10,20 @@
 //!
 //! ```text
 //!  xdvl-dir                   xdvl-sw: a bridge per VLAN, and the reals' router
-//!  trunk ─────────── sw-dir   sw-dir.10 ─ br10 (.10.1) ─ sw-r10 ── xdvl-r10 eth0 10.61.10.11
-//!   trunk.10 .10.2            sw-dir.20 ─ br20 (.20.1) ─ sw-r20 ── xdvl-r20 eth0 10.61.20.11
-//!   trunk.20 .20.2            sw-dir.30 ─ br30 (.30.1) ─ sw-cl  ── xdvl-cl  eth0 10.61.30.10
-//!   trunk.30 .30.2 + VIP                                            (the reals: VIP on lo)
+//!  trunk .1.2 ────── sw-dir   sw-dir.10 ─ br10 (.10.1) ─ sw-r10 ── xdvl-r10  eth0 10.61.10.11
+//!   trunk.10 .10.2            sw-dir.20 ─ br20 (.20.1) ─ sw-r20 ── xdvl-r20  eth0 10.61.20.11
+//!   trunk.20 .20.2            sw-dir.30 ─ br30 (.30.1) ─ sw-cl  ── xdvl-cl   eth0 10.61.30.10
+//!   trunk.30 .30.2 + VIP      sw-dir    ─ br1  (.1.1)  ─ sw-cl1 ── xdvl-cl1  eth0 10.61.1.10
+//!                               (untagged)                          (the reals: VIP on lo)
 //! ```
 //!
 //! (The switch takes the tags off with VLAN devices of its own rather than a VLAN-filtering
 //! bridge: what a VLAN-aware switch does inside, with nothing more than the director needs.)
 //!
-//! The client reaches the VIP on VLAN 30, so its frames reach the director tagged 30; the program
-//! must send them back out of the trunk tagged 10 or 20, where the bridge delivers them to the
-//! real's access port. The reals answer the client directly (direct routing) through the switch's
+//! One client reaches the VIP on VLAN 30, so its frames reach the director tagged 30; the other
+//! on the trunk's untagged segment (a route to the VIP through the director's `trunk` address),
+//! so its frames arrive untagged. The program must send both out of the trunk tagged 10 or 20
+//! (the tag rewritten, or pushed), where the switch delivers them to the real's access port. The reals answer the client directly (direct routing) through the switch's
 //! router. Nothing listens on the director: a connection answered by `web10` or `web20` was
 //! balanced by the XDP program. The agent finds each real's VLAN from the kernel (the route to
 //! 10.61.10.11 leaves through `trunk.10`).
@@ -43,10 +46,15 @@ use xtask::lab::{
 };
 
 const VIP: &str = "10.61.30.100";
-const CLIENT: &str = "10.61.30.10";
+/// (namespace prefix, address, how it reaches the VIP): a client on VLAN 30, where the VIP is,
+/// and one on the trunk's untagged segment, routed to the VIP through the director.
+const CLIENTS: [(&str, &str, &str); 2] = [
+    ("xdvl-cl", "10.61.30.10", "VLAN 30"),
+    ("xdvl-cl1", "10.61.1.10", "untagged"),
+];
 /// (VLAN, the real's address, its web server's name).
 const REALS: [(u16, &str, &str); 2] = [(10, "10.61.10.11", "web10"), (20, "10.61.20.11", "web20")];
-/// The trunk's VLANs: the reals' two and the client's.
+/// The trunk's tagged VLANs: the reals' two and a client's.
 const VLANS: [&str; 3] = ["10", "20", "30"];
 /// How long the agent may take to check and resolve its reals (in an emulated guest).
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -66,7 +74,7 @@ struct Trunk {
     servers: Vec<Child>,
     director: NetNs,
     switch: NetNs,
-    client: NetNs,
+    clients: Vec<NetNs>,
     reals: Vec<NetNs>,
     dir: tempfile::TempDir,
 }
@@ -110,7 +118,7 @@ impl Trunk {
             servers: Vec::new(),
             director: NetNs::new("xdvl-dir"),
             switch: NetNs::new("xdvl-sw"),
-            client: NetNs::new("xdvl-cl"),
+            clients: CLIENTS.iter().map(|(ns, ..)| NetNs::new(ns)).collect(),
             reals: REALS
                 .iter()
                 .map(|(vlan, ..)| NetNs::new(&format!("xdvl-r{vlan}")))
@@ -150,11 +158,35 @@ impl Trunk {
         }
         dir.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "trunk.30"]);
 
-        wire(sw, "sw-cl", &trunk.client, "eth0", xdp_pass);
+        // The trunk's untagged segment: the switch's own end of it in a bridge of its own.
+        sw.ip(&["link", "add", "br1", "type", "bridge"]);
+        sw.ip(&["addr", "add", "10.61.1.1/24", "dev", "br1"]);
+        sw.ip(&["link", "set", "br1", "up"]);
+        sw.ip(&["link", "set", "sw-dir", "master", "br1"]);
+        dir.ip(&["addr", "add", "10.61.1.2/24", "dev", "trunk"]);
+
+        let [on_vlan30, untagged] = &trunk.clients[..] else {
+            unreachable!("two clients")
+        };
+        wire(sw, "sw-cl", on_vlan30, "eth0", xdp_pass);
         sw.ip(&["link", "set", "sw-cl", "master", "br30"]);
-        trunk
-            .client
-            .ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"]);
+        on_vlan30.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", CLIENTS[0].1),
+            "dev",
+            "eth0",
+        ]);
+        wire(sw, "sw-cl1", untagged, "eth0", xdp_pass);
+        sw.ip(&["link", "set", "sw-cl1", "master", "br1"]);
+        untagged.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", CLIENTS[1].1),
+            "dev",
+            "eth0",
+        ]);
+        untagged.ip(&["route", "add", &format!("{VIP}/32"), "via", "10.61.1.2"]);
 
         // The reals: the VIP on lo, not announced (docs/lab.md), replies through the router.
         for ((vlan, addr, _), ns) in REALS.iter().zip(&trunk.reals) {
@@ -330,25 +362,28 @@ fn in_the_guest() {
 
     let to = SocketAddr::new(vip, HTTP_PORT);
     let n = 40;
-    let counts = client::in_ns(&trunk.client.name, || client::tally(to, n)).expect("client");
-    println!("{n} connections to {to} from VLAN 30: {counts:?}");
-    let served: usize = REALS
-        .iter()
-        .map(|(_, _, name)| counts.get(*name).copied().unwrap_or(0))
-        .sum();
-    assert!(
-        served == n
-            && REALS
-                .iter()
-                .all(|(_, _, name)| counts.get(*name) > Some(&0)),
-        "{n} connections to {to}, each to web10 or web20: {counts:?}\n--- log ---\n{}",
-        trunk.log()
-    );
-    // Direct routing keeps the client's address: the real saw the client itself.
-    let reply = client::in_ns(&trunk.client.name, || client::get(to, "/"))
-        .expect("client")
-        .expect("a reply");
-    assert!(reply.client.starts_with(&format!("{CLIENT}:")), "{reply:?}");
+    for ((_, addr, how), ns) in CLIENTS.iter().zip(&trunk.clients) {
+        let counts = client::in_ns(&ns.name, || client::tally(to, n)).expect("client");
+        println!("{n} connections to {to} from {addr} ({how}): {counts:?}");
+        let served: usize = REALS
+            .iter()
+            .map(|(_, _, name)| counts.get(*name).copied().unwrap_or(0))
+            .sum();
+        assert!(
+            served == n
+                && REALS
+                    .iter()
+                    .all(|(_, _, name)| counts.get(*name) > Some(&0)),
+            "{n} connections from {addr} ({how}) to {to}, each to web10 or web20: {counts:?}\n\
+             --- log ---\n{}",
+            trunk.log()
+        );
+        // Direct routing keeps the client's address: the real saw the client itself.
+        let reply = client::in_ns(&ns.name, || client::get(to, "/"))
+            .expect("client")
+            .expect("a reply");
+        assert!(reply.client.starts_with(&format!("{addr}:")), "{reply:?}");
+    }
 
     // Nothing was dropped for want of headroom, nothing passed for want of a MAC.
     let json = trunk.xdirectord(
