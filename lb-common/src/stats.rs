@@ -50,4 +50,7 @@ pub struct GlobalStats {
     pub local: u64,
     /// Packets for a real whose MAC is not known yet; dropped.
     pub unresolved: u64,
+    /// Packets for a real whose 802.1Q tag could not be pushed or popped (the driver left no
+    /// headroom for it); dropped.
+    pub retag_failed: u64,
 }

@@ -1,10 +1,11 @@
 //! Sending a packet to its real: direct routing rewrites the MACs and transmits (XDP_TX on the
-//! ingress interface, a devmap redirect to another); a local real goes to the kernel's stack.
+//! ingress interface, a devmap redirect to another), with the real's VLAN tag ([`vlan`]); a local
+//! real goes to the kernel's stack.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::values::{FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef};
 
-use crate::{maps::TX_PORTS, stats};
+use crate::{maps::TX_PORTS, stats, vlan};
 
 /// Which flow a packet belongs to, for the counters of its VIP and real: a packet is counted
 /// for them only once it really goes to the real.
@@ -15,8 +16,9 @@ pub struct Counted {
     pub new_flow: bool,
 }
 
+/// Sends the frame to `real`; `ingress_tags` is how many VLAN tags it arrived with.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, real: &RealDef, counted: Counted) -> u32 {
+pub fn forward(ctx: &XdpContext, real: &RealDef, counted: Counted, ingress_tags: u8) -> u32 {
     if real.forward == FORWARD_LOCAL {
         stats::global(|s| s.local += 1);
         stats::traffic(
@@ -46,6 +48,11 @@ pub fn forward(ctx: &XdpContext, real: &RealDef, counted: Counted) -> u32 {
             }
         }
     };
+    // Untagged in, untagged out (the common case): one compare, nothing else.
+    if (ingress_tags != 0 || real.vlan != 0) && vlan::retag(ctx, ingress_tags, real.vlan).is_err() {
+        stats::global(|s| s.retag_failed += 1);
+        return xdp_action::XDP_DROP;
+    }
     let start = ctx.data();
     if start + 12 > ctx.data_end() {
         // Parsing already read the Ethernet header; this cannot happen, but the verifier

@@ -49,7 +49,7 @@ pub fn follow<F: Family>(ctx: &XdpContext, fragment: &Fragment) -> u32 {
                 len: fragment.len as u64,
                 new_flow: false,
             };
-            let action = forward::forward(ctx, real, counted);
+            let action = forward::forward(ctx, real, counted, fragment.vlan_tags);
             if action != xdp_action::XDP_DROP {
                 stats::global(|s| s.frag_later += 1);
             }

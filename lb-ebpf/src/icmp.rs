@@ -30,9 +30,15 @@ fn quoted_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, NotForUs> {
     ptr_at(ctx, offset).map_err(|_| NotForUs::IcmpBadInner)
 }
 
-/// An ICMP message at `l4`, in an IPv4 packet whose addresses are at `outer`.
+/// An ICMP message at `l4`, in an IPv4 packet whose addresses are at `outer`, in a frame that
+/// arrived with `vlan_tags` tags.
 #[inline(always)]
-pub fn ipv4_error(ctx: &XdpContext, outer: *const u8, l4: usize) -> Result<Quoted<u32>, NotForUs> {
+pub fn ipv4_error(
+    ctx: &XdpContext,
+    outer: *const u8,
+    l4: usize,
+    vlan_tags: u8,
+) -> Result<Quoted<u32>, NotForUs> {
     // SAFETY (all dereferences below): `ptr_at` has checked that the bytes lie in the frame.
     let icmp = unsafe { &*ptr_at::<[u8; 4]>(ctx, l4)? };
     // Destination unreachable (fragmentation needed among them), time exceeded, parameter
@@ -67,6 +73,7 @@ pub fn ipv4_error(ctx: &XdpContext, outer: *const u8, l4: usize) -> Result<Quote
     Ok(Quoted {
         addrs,
         proto,
+        vlan_tags,
         vport: be16([ports[0], ports[1]]),
         cport: be16([ports[2], ports[3]]),
         len: frame_len(ctx),
@@ -74,12 +81,14 @@ pub fn ipv4_error(ctx: &XdpContext, outer: *const u8, l4: usize) -> Result<Quote
     })
 }
 
-/// An ICMPv6 message at `l4`, in an IPv6 packet whose addresses are at `outer`.
+/// An ICMPv6 message at `l4`, in an IPv6 packet whose addresses are at `outer`, in a frame that
+/// arrived with `vlan_tags` tags.
 #[inline(always)]
 pub fn ipv6_error(
     ctx: &XdpContext,
     outer: *const u8,
     l4: usize,
+    vlan_tags: u8,
 ) -> Result<Quoted<[u32; 4]>, NotForUs> {
     // SAFETY (all dereferences below): `ptr_at` has checked that the bytes lie in the frame.
     let icmp = unsafe { &*ptr_at::<[u8; 4]>(ctx, l4)? };
@@ -117,6 +126,7 @@ pub fn ipv6_error(
     Ok(Quoted {
         addrs,
         proto,
+        vlan_tags,
         vport: be16([ports[0], ports[1]]),
         cport: be16([ports[2], ports[3]]),
         len: frame_len(ctx),
@@ -138,6 +148,7 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
         addrs: quoted.addrs,
         proto: quoted.proto,
         tcp_flags: 0,
+        vlan_tags: quoted.vlan_tags,
         sport: quoted.vport,
         dport: quoted.cport,
         len: quoted.len,
@@ -170,7 +181,7 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
                 len,
                 new_flow: false,
             };
-            let action = forward::forward(ctx, real, counted);
+            let action = forward::forward(ctx, real, counted, quoted.vlan_tags);
             if action != xdp_action::XDP_DROP {
                 stats::global(|s| s.icmp_to_flow += 1);
             }
@@ -195,7 +206,7 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
         len,
         new_flow: false,
     };
-    let action = forward::forward(ctx, real, counted);
+    let action = forward::forward(ctx, real, counted, quoted.vlan_tags);
     if action != xdp_action::XDP_DROP {
         stats::global(|s| s.icmp_hashed += 1);
     }

@@ -26,6 +26,7 @@ mod maps;
 mod parse;
 mod schedule;
 mod stats;
+mod vlan;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
@@ -219,7 +220,7 @@ fn to_real<F: Family>(
     if let Some(id) = packet.first_fragment {
         frag::remember::<F>(packet, id, real, &counted);
     }
-    forward::forward(ctx, real, counted)
+    forward::forward(ctx, real, counted, packet.vlan_tags)
 }
 
 #[cfg(not(test))]

@@ -41,6 +41,8 @@ pub struct Packet<A> {
     pub proto: u8,
     /// TCP flags (0 for UDP).
     pub tcp_flags: u8,
+    /// VLAN tags the frame arrived with (0 to 2): forwarding puts the real's in their place.
+    pub vlan_tags: u8,
     /// Host byte order.
     pub sport: u16,
     pub dport: u16,
@@ -62,6 +64,8 @@ pub struct Fragment {
     pub id: u32,
     /// The IP protocol (IPv4) or the fragment header's next header (IPv6).
     pub proto: u8,
+    /// VLAN tags the frame arrived with (0 to 2): forwarding puts the real's in their place.
+    pub vlan_tags: u8,
     /// Frame length in bytes.
     pub len: u32,
 }
@@ -76,6 +80,8 @@ pub struct Quoted<A> {
     pub addrs: *const u8,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub proto: u8,
+    /// VLAN tags the ICMP error arrived with (0 to 2).
+    pub vlan_tags: u8,
     /// Host byte order: the quoted packet's source port (the VIP's).
     pub vport: u16,
     /// Host byte order: the quoted packet's destination port (the client's).
@@ -174,6 +180,12 @@ pub fn ethernet(ctx: &XdpContext) -> Result<Network, NotForUs> {
     }
 }
 
+/// How many VLAN tags lie before an IP header at `l3`.
+#[inline(always)]
+fn vlan_tags(l3: usize) -> u8 {
+    ((l3 - ETH_HLEN) / 4) as u8
+}
+
 #[inline(always)]
 pub fn frame_len(ctx: &XdpContext) -> u32 {
     (ctx.data_end() - ctx.data()) as u32
@@ -208,15 +220,16 @@ pub fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed<u32>, NotForUs> {
                 addrs,
                 id,
                 proto,
+                vlan_tags: vlan_tags(l3),
                 len: frame_len(ctx),
             }));
         }
         first_fragment = Some(id);
     }
     if proto == IPPROTO_ICMP && first_fragment.is_none() {
-        return crate::icmp::ipv4_error(ctx, addrs, l4).map(Parsed::IcmpError);
+        return crate::icmp::ipv4_error(ctx, addrs, l4, vlan_tags(l3)).map(Parsed::IcmpError);
     }
-    transport(ctx, l4, proto, addrs, first_fragment).map(Parsed::Ports)
+    transport(ctx, l4, proto, addrs, first_fragment, vlan_tags(l3)).map(Parsed::Ports)
 }
 
 #[inline(always)]
@@ -267,6 +280,7 @@ pub fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed<[u32; 4]>, NotForUs> {
                 addrs,
                 id,
                 proto: next,
+                vlan_tags: vlan_tags(l3),
                 len: frame_len(ctx),
             }));
         }
@@ -276,9 +290,9 @@ pub fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed<[u32; 4]>, NotForUs> {
         }
     }
     if next == IPPROTO_ICMPV6 && first_fragment.is_none() {
-        return crate::icmp::ipv6_error(ctx, addrs, offset).map(Parsed::IcmpError);
+        return crate::icmp::ipv6_error(ctx, addrs, offset, vlan_tags(l3)).map(Parsed::IcmpError);
     }
-    transport(ctx, offset, next, addrs, first_fragment).map(Parsed::Ports)
+    transport(ctx, offset, next, addrs, first_fragment, vlan_tags(l3)).map(Parsed::Ports)
 }
 
 #[inline(always)]
@@ -288,6 +302,7 @@ fn transport<A>(
     proto: u8,
     addrs: *const u8,
     first_fragment: Option<u32>,
+    vlan_tags: u8,
 ) -> Result<Packet<A>, NotForUs> {
     let (ports, tcp_flags) = match proto {
         IPPROTO_TCP => {
@@ -304,6 +319,7 @@ fn transport<A>(
         addrs,
         proto,
         tcp_flags,
+        vlan_tags,
         sport: be16([ports[0], ports[1]]),
         dport: be16([ports[2], ports[3]]),
         len: frame_len(ctx),

@@ -230,7 +230,7 @@ pub fn read_xdp(dir: &std::path::Path, view: View) -> Result<XdpPart, String> {
         }
     }
     let ours = crate::backend::xdp::pinned_program_id(dir);
-    let attached = crate::backend::xdp::paths::KernelPaths::new()
+    let attached = crate::backend::xdp::paths::KernelPaths::new(Vec::new())
         .and_then(|mut p| p.xdp_attachments())
         .map_err(|e| format!("reading interfaces: {e}"))?
         .into_iter()

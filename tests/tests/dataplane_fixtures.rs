@@ -51,6 +51,7 @@ fn harness_with(table: &DesiredTable) -> Harness {
                 ifindex: INGRESS,
                 mac: mac_of(addr),
                 src_mac: DIRECTOR_MAC,
+                vlan: 0,
             },
         );
     }
@@ -73,6 +74,7 @@ enum Counter {
     NoReal,
     Local,
     Unresolved,
+    RetagFailed,
     /// Sent to a real: no global counter moves, the real's own do.
     Forwarded,
 }
@@ -92,11 +94,12 @@ fn counter(g: &GlobalStats, c: Counter) -> u64 {
         Counter::NoReal => g.no_real,
         Counter::Local => g.local,
         Counter::Unresolved => g.unresolved,
+        Counter::RetagFailed => g.retag_failed,
         Counter::Forwarded => 0,
     }
 }
 
-const ALL_COUNTERS: [Counter; 13] = [
+const ALL_COUNTERS: [Counter; 14] = [
     Counter::Passed,
     Counter::Malformed,
     Counter::FragFirst,
@@ -110,6 +113,7 @@ const ALL_COUNTERS: [Counter; 13] = [
     Counter::NoReal,
     Counter::Local,
     Counter::Unresolved,
+    Counter::RetagFailed,
 ];
 
 /// Packets counted for reals, over every service.
@@ -135,7 +139,8 @@ enum To<'a> {
 /// Runs `frame` and checks the verdict, that exactly `counted` went up by one among the global
 /// outcome counters (none for a forwarded frame), that the reals' packet counters moved when a
 /// real got the frame, and that the frame left unchanged or with exactly its MACs rewritten to a
-/// real's. Returns the real it went to ("" when not forwarded).
+/// real's and its VLAN tags removed (the reals here are untagged). Returns the real it went to
+/// ("" when not forwarded).
 fn check(h: &Harness, name: &str, frame: &[u8], action: u32, counted: Counter, to: To) -> String {
     let (before, real_before) = (h.global(), real_packets(h));
     let outcome = h.run(frame);
@@ -176,10 +181,21 @@ fn check(h: &Harness, name: &str, frame: &[u8], action: u32, counted: Counter, t
     assert_eq!(&outcome.frame[6..12], &DIRECTOR_MAC, "{name}: source MAC");
     assert_eq!(
         &outcome.frame[12..],
-        &frame[12..],
+        &untagged(frame)[12..],
         "{name}: bytes beyond the MACs"
     );
     real
+}
+
+/// `frame` without the VLAN tags the program reads (up to two, 802.1Q or 802.1ad).
+fn untagged(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    for _ in 0..2 {
+        if out.len() >= 18 && matches!([out[12], out[13]], [0x81, 0x00] | [0x88, 0xa8]) {
+            out.drain(12..16);
+        }
+    }
+    out
 }
 
 /// The real a forwarded frame went to, among `candidates`.
@@ -997,10 +1013,11 @@ fn headers_around_the_ip_header_are_kept() {
         Counter::Forwarded,
         To::Real(REALS[2]),
     );
+    // The reals here are untagged: the tags come off (retagging: `dataplane_vlan.rs`).
     let tagged = syn(2).vlan(0x8100, 42);
     check(
         &h,
-        "802.1Q",
+        "802.1Q, to an untagged real",
         &tagged.bytes(),
         XDP_TX,
         Counter::Forwarded,
@@ -1009,7 +1026,7 @@ fn headers_around_the_ip_header_are_kept() {
     let qinq = syn(3).vlan(0x88a8, 100).vlan(0x8100, 42);
     check(
         &h,
-        "802.1ad + 802.1Q",
+        "802.1ad + 802.1Q, to an untagged real",
         &qinq.bytes(),
         XDP_TX,
         Counter::Forwarded,
@@ -1233,6 +1250,7 @@ fn a_real_on_another_interface_is_reached_by_redirect() {
             ifindex: fx0,
             mac: mac_of("10.0.1.4"),
             src_mac: DIRECTOR_MAC,
+            vlan: 0,
         },
     );
     let mut t = DesiredTable::default();

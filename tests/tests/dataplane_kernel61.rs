@@ -69,6 +69,7 @@ fn in_the_guest() {
                 ifindex: 1,
                 mac: mac_of(r.parse().unwrap()),
                 src_mac: DIRECTOR_MAC,
+                vlan: 0,
             },
         );
     }

@@ -276,6 +276,7 @@ fn run_seed(seed: u64, steps: usize) {
                 ifindex: 1,
                 mac: mac_of(ip),
                 src_mac: DIRECTOR_MAC,
+                vlan: 0,
             },
         );
     }

@@ -40,14 +40,19 @@ pub enum RealPath {
     /// An address of this host: packets go to the local stack ("Local" in ipvsadm).
     Local,
     /// Through interface `ifindex` to `mac` (the real's, or its next hop's); `src_mac` is the
-    /// interface's own.
+    /// MAC the kernel would send from. `vlan` is the 802.1Q VLAN id the frame leaves with (0:
+    /// untagged): a real behind a VLAN device goes out of its parent (the trunk) with its tag.
     Neighbour {
         ifindex: u32,
         mac: [u8; 6],
         src_mac: [u8; 6],
+        vlan: u16,
     },
     /// Not known yet (resolution has been asked for): the real takes no new flows meanwhile.
     Unresolved,
+    /// Reached in a way the XDP program cannot send (why, for the log): the real takes no new
+    /// flows, rather than be sent somewhere else.
+    Unsupported(&'static str),
 }
 
 /// Where reals are: the kernel's routing and neighbour tables in the agent, a fixed table in
@@ -215,6 +220,9 @@ pub struct Programmed {
 struct Wanted {
     def: RealDef,
     effective_weight: u32,
+    /// Why the real's path cannot be used, when that is known for good (not waiting for a
+    /// neighbour).
+    unsupported: Option<&'static str>,
 }
 
 fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
@@ -518,14 +526,21 @@ impl Dataplane {
     ) -> Wanted {
         let (addr, family) = addr_bytes(real.addr);
         let path = paths.path(real.addr);
-        let (forward, ifindex, mac, src_mac, flags) = match path {
-            RealPath::Local => (FORWARD_LOCAL, 0, [0; 6], [0; 6], REAL_F_RESOLVED),
+        let (forward, ifindex, mac, src_mac, vlan, flags) = match path {
+            RealPath::Local => (FORWARD_LOCAL, 0, [0; 6], [0; 6], 0, REAL_F_RESOLVED),
             RealPath::Neighbour {
                 ifindex,
                 mac,
                 src_mac,
-            } => (FORWARD_ROUTE, ifindex, mac, src_mac, REAL_F_RESOLVED),
-            RealPath::Unresolved => (FORWARD_ROUTE, 0, [0; 6], [0; 6], 0),
+                vlan,
+            } => (FORWARD_ROUTE, ifindex, mac, src_mac, vlan, REAL_F_RESOLVED),
+            RealPath::Unresolved | RealPath::Unsupported(_) => {
+                (FORWARD_ROUTE, 0, [0; 6], [0; 6], 0, 0)
+            }
+        };
+        let unsupported = match path {
+            RealPath::Unsupported(why) => Some(why),
+            _ => None,
         };
         let def = RealDef {
             addr,
@@ -541,7 +556,7 @@ impl Dataplane {
             src_mac,
             flags,
             weight: real.weight,
-            vlan: 0,
+            vlan,
             mtu: 0,
             tunnel_src: [0; 16],
             tunnel_src_bits: 0,
@@ -555,6 +570,7 @@ impl Dataplane {
         Wanted {
             def,
             effective_weight,
+            unsupported,
         }
     }
 
@@ -623,9 +639,14 @@ impl Dataplane {
                 virtual_text(skey)
             );
             match (was, resolved) {
-                (Some(true) | None, false) if real.weight > 0 => notes.push(format!(
-                    "{name}: no link-layer address for it yet: it takes no new connections (weight 0 in force) until its neighbour entry resolves"
-                )),
+                (Some(true) | None, false) if real.weight > 0 => notes.push(match w.unsupported {
+                    Some(why) => format!(
+                        "{name}: {why}: it takes no new connections (weight 0 in force)"
+                    ),
+                    None => format!(
+                        "{name}: no link-layer address for it yet: it takes no new connections (weight 0 in force) until its neighbour entry resolves"
+                    ),
+                }),
                 (Some(false), true) if real.weight > 0 => notes.push(format!(
                     "{name}: link-layer address resolved: weight {} in force",
                     real.weight

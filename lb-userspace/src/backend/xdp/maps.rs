@@ -149,6 +149,7 @@ impl Maps {
                 icmp_bad_inner: a.icmp_bad_inner + v.icmp_bad_inner,
                 local: a.local + v.local,
                 unresolved: a.unresolved + v.unresolved,
+                retag_failed: a.retag_failed + v.retag_failed,
             }))
     }
 }

@@ -247,7 +247,12 @@ impl XdpBackend {
         })?;
         dataplane.rebuild_filter()?;
 
-        let paths = KernelPaths::new().map_err(system("reading routes and neighbours"))?;
+        let attached = options
+            .interfaces
+            .iter()
+            .map(|i| ifindex(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let paths = KernelPaths::new(attached).map_err(system("reading routes and neighbours"))?;
         Ok(XdpBackend {
             dataplane,
             paths,

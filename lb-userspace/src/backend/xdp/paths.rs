@@ -2,6 +2,12 @@
 //! interface, the MAC to send to (the real's, or its gateway's, exactly as the kernel would), and
 //! the interface's MAC. An unknown neighbour is resolved by the kernel on our request; the
 //! backend asks again on its next refresh.
+//!
+//! A route through an 802.1Q VLAN device (`trunk.10`) is sent by the program out of the device's
+//! parent (the trunk, where it is attached) with the VLAN's tag; the neighbour and the source
+//! MAC are the VLAN device's, as the kernel's own frames to the real would have them. Paths the
+//! program cannot send (stacked VLANs, 802.1ad, a parent in another namespace) leave the real
+//! unused, with the reason in the log, rather than sent without its tags.
 
 use std::{
     collections::HashMap,
@@ -14,7 +20,10 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
+    link::{
+        InfoData, InfoKind, InfoVlan, LinkAttribute, LinkInfo, LinkMessage, LinkXdp, VlanProtocol,
+        XdpAttached,
+    },
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
 };
@@ -41,12 +50,110 @@ pub struct KernelPaths {
     sequence: u32,
     /// (ifindex, address) → MAC, usable entries only.
     neighbours: HashMap<(u32, IpAddr), [u8; 6]>,
-    /// ifindex → the interface's MAC.
-    link_macs: HashMap<u32, [u8; 6]>,
+    /// ifindex → what we need of the interface.
+    links: HashMap<u32, Link>,
+    /// Interfaces the program is attached to: a route through one of them leaves as it is, even
+    /// when it is a VLAN device (its frames are untagged there).
+    attached: Vec<u32>,
+}
+
+/// What the paths need of an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Link {
+    mac: Option<[u8; 6]>,
+    /// Set for a VLAN device.
+    vlan: Option<VlanLink>,
+}
+
+/// A VLAN device: where it sends, with which tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VlanLink {
+    /// The device its tagged frames go out of (IFLA_LINK).
+    parent: u32,
+    id: u16,
+    /// An 802.1ad (service) tag rather than 802.1Q.
+    ad: bool,
+    /// The parent is in another network namespace (IFLA_LINK_NETNSID): its ifindex means
+    /// nothing here.
+    parent_elsewhere: bool,
+}
+
+/// What `message` (an RTM_NEWLINK) says about its interface.
+fn link_of(message: &LinkMessage) -> Link {
+    let mut link = Link::default();
+    let (mut is_vlan, mut parent, mut id, mut ad, mut parent_elsewhere) =
+        (false, None, None, false, false);
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                link.mac = Some([a[0], a[1], a[2], a[3], a[4], a[5]]);
+            }
+            LinkAttribute::Link(p) => parent = Some(*p),
+            LinkAttribute::LinkNetNsId(_) => parent_elsewhere = true,
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(InfoKind::Vlan) => is_vlan = true,
+                        LinkInfo::Data(InfoData::Vlan(data)) => {
+                            for d in data {
+                                match d {
+                                    InfoVlan::Id(v) => id = Some(*v),
+                                    InfoVlan::Protocol(p) => ad = *p == VlanProtocol::Ieee8021Ad,
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (true, Some(parent), Some(id)) = (is_vlan, parent, id) {
+        link.vlan = Some(VlanLink {
+            parent,
+            id,
+            ad,
+            parent_elsewhere,
+        });
+    }
+    link
+}
+
+/// The interface and VLAN id the program sends on for a route out of `oif`, or why it cannot.
+fn egress(
+    links: &HashMap<u32, Link>,
+    attached: &[u32],
+    oif: u32,
+) -> Result<(u32, u16), &'static str> {
+    if attached.contains(&oif) {
+        return Ok((oif, 0));
+    }
+    let Some(vlan) = links.get(&oif).and_then(|l| l.vlan) else {
+        return Ok((oif, 0));
+    };
+    if vlan.ad {
+        return Err(
+            "its route leaves through an 802.1ad VLAN device, and the XDP program sends only 802.1Q tags",
+        );
+    }
+    if vlan.parent_elsewhere {
+        return Err(
+            "its route leaves through a VLAN device whose parent is in another network namespace",
+        );
+    }
+    if links.get(&vlan.parent).is_some_and(|p| p.vlan.is_some()) {
+        return Err(
+            "its route leaves through a VLAN device on another VLAN device (stacked tags), and the XDP program sends one tag at most",
+        );
+    }
+    Ok((vlan.parent, vlan.id))
 }
 
 impl KernelPaths {
-    pub fn new() -> io::Result<KernelPaths> {
+    /// `attached`: the interfaces the program is attached to.
+    pub fn new(attached: Vec<u32>) -> io::Result<KernelPaths> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&NetlinkAddr::new(0, 0))?;
@@ -54,7 +161,8 @@ impl KernelPaths {
             socket,
             sequence: 0,
             neighbours: HashMap::new(),
-            link_macs: HashMap::new(),
+            links: HashMap::new(),
+            attached,
         };
         paths.refresh()?;
         Ok(paths)
@@ -99,21 +207,14 @@ impl KernelPaths {
                 neighbours.insert((n.header.ifindex, addr), mac);
             }
         }
-        let mut link_macs = HashMap::new();
+        let mut links = HashMap::new();
         for message in self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), true)? {
-            let RouteNetlinkMessage::NewLink(l) = message else {
-                continue;
-            };
-            for attribute in &l.attributes {
-                if let LinkAttribute::Address(a) = attribute
-                    && a.len() == 6
-                {
-                    link_macs.insert(l.header.index, [a[0], a[1], a[2], a[3], a[4], a[5]]);
-                }
+            if let RouteNetlinkMessage::NewLink(l) = message {
+                links.insert(l.header.index, link_of(&l));
             }
         }
         self.neighbours = neighbours;
-        self.link_macs = link_macs;
+        self.links = links;
         Ok(())
     }
 
@@ -275,15 +376,25 @@ impl Paths for KernelPaths {
     fn path(&mut self, addr: IpAddr) -> RealPath {
         match self.route(addr) {
             Ok(Route::Local) => RealPath::Local,
-            Ok(Route::Via { ifindex, next_hop }) => {
+            Ok(Route::Via {
+                ifindex: oif,
+                next_hop,
+            }) => {
+                let (ifindex, vlan) = match egress(&self.links, &self.attached, oif) {
+                    Ok(egress) => egress,
+                    Err(why) => return RealPath::Unsupported(why),
+                };
+                // The neighbour and source MAC of the route's own interface (a VLAN device's,
+                // not its parent's), as the kernel would send.
                 match (
-                    self.neighbours.get(&(ifindex, next_hop)),
-                    self.link_macs.get(&ifindex),
+                    self.neighbours.get(&(oif, next_hop)),
+                    self.links.get(&oif).and_then(|l| l.mac),
                 ) {
-                    (Some(&mac), Some(&src_mac)) => RealPath::Neighbour {
+                    (Some(&mac), Some(src_mac)) => RealPath::Neighbour {
                         ifindex,
                         mac,
                         src_mac,
+                        vlan,
                     },
                     _ => {
                         trigger_resolution(next_hop);
@@ -293,5 +404,99 @@ impl Paths for KernelPaths {
             }
             Ok(Route::None) | Err(_) => RealPath::Unresolved,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRUNK: u32 = 2;
+    const VLAN10: u32 = 10;
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 10];
+
+    fn vlan_message(index: u32, parent: u32, id: u16, protocol: VlanProtocol) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Address(MAC.to_vec()));
+        m.attributes.push(LinkAttribute::Link(parent));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vlan),
+            LinkInfo::Data(InfoData::Vlan(vec![
+                InfoVlan::Id(id),
+                InfoVlan::Protocol(protocol),
+            ])),
+        ]));
+        m
+    }
+
+    fn vlan(parent: u32, id: u16) -> Link {
+        Link {
+            mac: Some(MAC),
+            vlan: Some(VlanLink {
+                parent,
+                id,
+                ad: false,
+                parent_elsewhere: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_vlan_device_is_read_with_its_parent_and_id() {
+        let link = link_of(&vlan_message(VLAN10, TRUNK, 10, VlanProtocol::Ieee8021Q));
+        assert_eq!(link, vlan(TRUNK, 10));
+        let ad = link_of(&vlan_message(VLAN10, TRUNK, 10, VlanProtocol::Ieee8021Ad));
+        assert!(ad.vlan.is_some_and(|v| v.ad));
+    }
+
+    #[test]
+    fn a_plain_interface_has_no_vlan() {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::Address(MAC.to_vec()));
+        // A veth names its peer in IFLA_LINK too: only the kind makes a VLAN.
+        m.attributes.push(LinkAttribute::Link(7));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Veth,
+            )]));
+        assert_eq!(
+            link_of(&m),
+            Link {
+                mac: Some(MAC),
+                vlan: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_route_through_a_vlan_device_leaves_from_its_parent_with_its_tag() {
+        let links = HashMap::from([(TRUNK, Link::default()), (VLAN10, vlan(TRUNK, 10))]);
+        assert_eq!(egress(&links, &[TRUNK], VLAN10), Ok((TRUNK, 10)));
+        assert_eq!(egress(&links, &[TRUNK], TRUNK), Ok((TRUNK, 0)));
+    }
+
+    #[test]
+    fn a_vlan_device_the_program_is_attached_to_sends_untagged() {
+        let links = HashMap::from([(TRUNK, Link::default()), (VLAN10, vlan(TRUNK, 10))]);
+        assert_eq!(egress(&links, &[VLAN10], VLAN10), Ok((VLAN10, 0)));
+    }
+
+    #[test]
+    fn paths_the_program_cannot_tag_are_refused() {
+        let stacked = HashMap::from([
+            (TRUNK, Link::default()),
+            (VLAN10, vlan(TRUNK, 100)),
+            (11, vlan(VLAN10, 10)),
+        ]);
+        assert!(egress(&stacked, &[TRUNK], 11).is_err_and(|why| why.contains("stacked")));
+        let mut ad = vlan(TRUNK, 10);
+        ad.vlan.as_mut().unwrap().ad = true;
+        let links = HashMap::from([(TRUNK, Link::default()), (VLAN10, ad)]);
+        assert!(egress(&links, &[TRUNK], VLAN10).is_err_and(|why| why.contains("802.1ad")));
+        let mut elsewhere = vlan(TRUNK, 10);
+        elsewhere.vlan.as_mut().unwrap().parent_elsewhere = true;
+        let links = HashMap::from([(VLAN10, elsewhere)]);
+        assert!(egress(&links, &[], VLAN10).is_err_and(|why| why.contains("namespace")));
     }
 }
