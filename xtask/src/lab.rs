@@ -21,6 +21,7 @@
 pub mod agent;
 pub mod client;
 pub mod httpd;
+pub mod udp;
 
 use anyhow::{Context as _, Result, bail};
 use std::fs;
