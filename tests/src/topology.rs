@@ -185,6 +185,25 @@ impl Topology {
         self.ip(ns, &args);
     }
 
+    /// The director's VIP6 on its `eth0`, deprecated (preferred lifetime 0) so that the director
+    /// never picks it as the source of its own health checks, whose answers would then stay on
+    /// the real.
+    pub fn vip6_on_director(&self, ns: &str, vip6: &str) {
+        self.ip(
+            ns,
+            &[
+                "address",
+                "add",
+                &format!("{vip6}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+                "preferred_lft",
+                "0",
+            ],
+        );
+    }
+
     /// A real server: `vips` on `lo`, quiet about them in ARP (as the lab's reals are).
     pub fn real_vips(&self, ns: &str, vips: &[&str]) {
         for vip in vips {

@@ -71,20 +71,7 @@ fn build() -> Option<Site> {
     t.addr(&director, "eth0", "10.210.0.2/24");
     t.addr(&director, "eth0", "fd00:210::2/64");
     t.addr(&director, "eth0", &format!("{VIP}/32"));
-    // Deprecated, so the director's own health checks never leave from VIP6.
-    t.ip(
-        &director,
-        &[
-            "address",
-            "add",
-            &format!("{VIP6}/128"),
-            "dev",
-            "eth0",
-            "nodad",
-            "preferred_lft",
-            "0",
-        ],
-    );
+    t.vip6_on_director(&director, VIP6);
 
     for (name, v4, v6) in REALS {
         let ns = t.netns(name, false);

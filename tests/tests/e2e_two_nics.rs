@@ -51,20 +51,7 @@ fn clients_on_one_nic_reach_reals_behind_the_other() {
     t.addr(&director, "eth1", "10.221.0.2/24");
     t.addr(&director, "eth1", "fd00:221::2/64");
     t.addr(&director, "eth0", &format!("{VIP}/32"));
-    // Deprecated, so the director's own health checks never leave from VIP6.
-    t.ip(
-        &director,
-        &[
-            "address",
-            "add",
-            &format!("{VIP6}/128"),
-            "dev",
-            "eth0",
-            "nodad",
-            "preferred_lft",
-            "0",
-        ],
-    );
+    t.vip6_on_director(&director, VIP6);
 
     let mut v4_reals = String::new();
     let mut v6_reals = String::new();
