@@ -12,7 +12,13 @@ use anyhow::{Context as _, anyhow, bail};
 use std::{path::PathBuf, process::Command};
 
 /// The programs (binaries of lb-ebpf) to build and embed.
-const PROGRAMS: [&str; 4] = ["lb-ebpf", "xdp-baseline", "xdp-pass", "xdp-bench-driver"];
+const PROGRAMS: [&str; 5] = [
+    "lb-ebpf",
+    "xdp-baseline",
+    "xdp-pass",
+    "xdp-bench-driver",
+    "xdp-ipip-decap",
+];
 
 const RUSTFLAGS: [&str; 4] = [
     "-Cdebuginfo=2",
