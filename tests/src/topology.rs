@@ -361,6 +361,8 @@ impl Drop for Topology {
         }
         // A failing test has printed the agent's log already.
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Only when empty: another test binary's topology may be using it.
+        let _ = std::fs::remove_dir(RUN_ROOT);
     }
 }
 

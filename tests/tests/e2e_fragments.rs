@@ -4,8 +4,8 @@
 //! it (`frag_first`, `frag_later`). Each real's server (`xtask lab-udp`) answers with the length
 //! and digest of what it reassembled, which the client checks: a fragment sent to the other real
 //! would leave the datagram incomplete and unanswered. Datagrams come from several source ports
-//! (rr spreads them over both reals), from the client's stack (fragments in order) and, for IPv4,
-//! hand-made with the later fragments in reverse order.
+//! (rr spreads them over both reals), from the client's stack (fragments in order) and made by
+//! hand with the later fragments in reverse order.
 //!
 //! ```text
 //!  xd12-frag-client   xd12-frag-dir          xd12-frag-r1   xd12-frag-r2
@@ -13,7 +13,7 @@
 //!     └───────────────────┴──── br0 in xd12-frag-sw ──┴──────────┘           fd00:230::/64
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use xdirectord_tests::topology::Topology;
@@ -24,6 +24,7 @@ use xtask::lab::udp::answer;
 const VIP: &str = "10.230.0.100";
 const VIP6: &str = "fd00:230::100";
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 230, 0, 10);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x230, 0, 0, 0, 0, 0, 0x10);
 const PORT: u16 = 5000;
 const REALS: [(&str, &str, &str); 2] = [
     ("r1", "10.230.0.11", "fd00:230::11"),
@@ -145,20 +146,27 @@ fn kernel_fragmented(vip: IpAddr, local: IpAddr) -> Result<Vec<String>, String> 
     Ok(served)
 }
 
-/// IPv4 datagrams fragmented here: the first fragment, then the later ones last first.
-fn reverse_fragmented(vip: Ipv4Addr) -> Result<Vec<String>, String> {
-    // SAFETY: a plain socket call; the descriptor is closed below.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+/// Datagrams fragmented here, from `client` to `vip`: the first fragment, then the later ones
+/// last first.
+fn reverse_fragmented(client: IpAddr, vip: IpAddr) -> Result<Vec<String>, String> {
+    let family = if vip.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // IPPROTO_RAW: the packets carry their own IP headers (the kernel fills in an IPv4 header's
+    // checksum). SAFETY: a plain socket call; the descriptor is closed below.
+    let raw = unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW) };
     assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
     let mut served = Vec::new();
     let mut result = Ok(());
     'sockets: for s in 0..SOCKETS {
-        let socket = udp_socket(CLIENT.into(), vip.into());
+        let socket = udp_socket(client, vip);
         let sport = socket.local_addr().unwrap().port();
         for (k, size) in SIZES.into_iter().enumerate() {
             let data = payload(size, 100 + s);
             let id = (0x4000 + s * 16 + k) as u16;
-            let frames = fragments(CLIENT, vip, sport, &data, id);
+            let frames = fragments(client, vip, sport, &data, id);
             let send = || {
                 for frame in &frames {
                     send_raw(raw, vip, frame);
@@ -178,32 +186,49 @@ fn reverse_fragmented(vip: Ipv4Addr) -> Result<Vec<String>, String> {
     result.map(|()| served)
 }
 
-fn send_raw(raw: i32, to: Ipv4Addr, packet: &[u8]) {
-    // SAFETY: a sockaddr_in filled in here; the packet outlives the call.
+fn send_raw(raw: i32, to: IpAddr, packet: &[u8]) {
+    // SAFETY: socket addresses filled in here; the packet outlives the call.
     let sent = unsafe {
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        addr.sin_family = libc::AF_INET as u16;
-        addr.sin_addr.s_addr = u32::from_ne_bytes(to.octets());
-        libc::sendto(
-            raw,
-            packet.as_ptr().cast(),
-            packet.len(),
-            0,
-            (&raw const addr).cast(),
-            size_of::<libc::sockaddr_in>() as u32,
-        )
+        match to {
+            IpAddr::V4(a) => {
+                let mut addr: libc::sockaddr_in = std::mem::zeroed();
+                addr.sin_family = libc::AF_INET as u16;
+                addr.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+                libc::sendto(
+                    raw,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_in>() as u32,
+                )
+            }
+            IpAddr::V6(a) => {
+                let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
+                addr.sin6_family = libc::AF_INET6 as u16;
+                addr.sin6_addr.s6_addr = a.octets();
+                libc::sendto(
+                    raw,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    size_of::<libc::sockaddr_in6>() as u32,
+                )
+            }
+        }
     };
     assert_eq!(
         sent,
         packet.len() as isize,
-        "sendto: {}",
+        "sendto {to}: {}",
         std::io::Error::last_os_error()
     );
 }
 
-/// The IPv4 fragments (IP header included; the kernel fills in the header checksum) of a UDP
-/// datagram, at most 1500 bytes each: the first, then the others in reverse order.
-fn fragments(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, data: &[u8], id: u16) -> Vec<Vec<u8>> {
+/// The fragments (IP header included) of a UDP datagram, at most 1500 bytes each: the first,
+/// then the others in reverse order. IPv6 fragments carry a fragment header after the fixed one.
+fn fragments(src: IpAddr, dst: IpAddr, sport: u16, data: &[u8], id: u16) -> Vec<Vec<u8>> {
     let udp_len = 8 + data.len();
     let mut udp = Vec::with_capacity(udp_len);
     udp.extend_from_slice(&sport.to_be_bytes());
@@ -212,10 +237,21 @@ fn fragments(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, data: &[u8], id: u16) -> 
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(data);
     let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&(udp_len as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        }
+        _ => panic!("one family for {src} and {dst}"),
+    }
     pseudo.extend_from_slice(&udp);
     let sum = match checksum(&pseudo) {
         0 => 0xffff,
@@ -223,21 +259,40 @@ fn fragments(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, data: &[u8], id: u16) -> 
     };
     udp[6..8].copy_from_slice(&sum.to_be_bytes());
 
-    // 1480 bytes of payload per fragment: a multiple of 8, and 1500 with the header.
-    let chunks: Vec<&[u8]> = udp.chunks(1480).collect();
+    // Payload per fragment: a multiple of 8 that fills 1500 bytes with the headers (20; 40 + 8).
+    let per_fragment = if dst.is_ipv6() { 1448 } else { 1480 };
+    let chunks: Vec<&[u8]> = udp.chunks(per_fragment).collect();
     let mut frames: Vec<Vec<u8>> = chunks
         .iter()
         .enumerate()
         .map(|(i, chunk)| {
             let more = i + 1 < chunks.len();
-            let offset = (i * 1480 / 8) as u16 | if more { 0x2000 } else { 0 };
-            let mut ip = vec![0x45, 0];
-            ip.extend_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
-            ip.extend_from_slice(&id.to_be_bytes());
-            ip.extend_from_slice(&offset.to_be_bytes());
-            ip.extend_from_slice(&[64, 17, 0, 0]);
-            ip.extend_from_slice(&src.octets());
-            ip.extend_from_slice(&dst.octets());
+            let offset_units = (i * per_fragment / 8) as u16;
+            let mut ip = Vec::new();
+            match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    let field = offset_units | if more { 0x2000 } else { 0 };
+                    ip.extend_from_slice(&[0x45, 0]);
+                    ip.extend_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+                    ip.extend_from_slice(&id.to_be_bytes());
+                    ip.extend_from_slice(&field.to_be_bytes());
+                    ip.extend_from_slice(&[64, 17, 0, 0]);
+                    ip.extend_from_slice(&s.octets());
+                    ip.extend_from_slice(&d.octets());
+                }
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    ip.extend_from_slice(&[0x60, 0, 0, 0]);
+                    ip.extend_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+                    ip.extend_from_slice(&[44, 64]);
+                    ip.extend_from_slice(&s.octets());
+                    ip.extend_from_slice(&d.octets());
+                    let field = offset_units << 3 | u16::from(more);
+                    ip.extend_from_slice(&[17, 0]);
+                    ip.extend_from_slice(&field.to_be_bytes());
+                    ip.extend_from_slice(&u32::from(id).to_be_bytes());
+                }
+                _ => unreachable!("checked above"),
+            }
             ip.extend_from_slice(chunk);
             ip
         })
@@ -305,24 +360,27 @@ fn fragmented_datagrams_reach_one_real_whole_and_in_any_later_order() {
     })
     .unwrap();
     check(&site, "IPv4, in order", outcome);
+    let outcome = in_ns(&site.client, || kernel_fragmented(vip6, CLIENT6.into())).unwrap();
+    check(&site, "IPv6, in order", outcome);
     let outcome = in_ns(&site.client, || {
-        kernel_fragmented(vip6, "fd00:230::10".parse().unwrap())
+        reverse_fragmented(CLIENT.into(), vip.into())
     })
     .unwrap();
-    check(&site, "IPv6, in order", outcome);
-    let outcome = in_ns(&site.client, || reverse_fragmented(vip)).unwrap();
     check(&site, "IPv4, later fragments reversed", outcome);
+    let outcome = in_ns(&site.client, || reverse_fragmented(CLIENT6.into(), vip6)).unwrap();
+    check(&site, "IPv6, later fragments reversed", outcome);
 
     let (first, later) = counters(&site.agent);
     eprintln!("frag_first = {first}, frag_later = {later}");
-    // Three rounds (two families, then reversed) of SOCKETS senders, each sending every size.
-    let datagrams = 3 * SOCKETS as u64 * SIZES.len() as u64;
+    // Four rounds (two families, in order and reversed) of SOCKETS senders, each sending every
+    // size.
+    let datagrams = 4 * SOCKETS as u64 * SIZES.len() as u64;
     assert!(
         first >= datagrams,
         "every datagram's first fragment was placed: frag_first = {first}, {datagrams} datagrams"
     );
     assert!(
-        later >= 3 * SOCKETS as u64 * later_fragments_per_round(),
+        later >= 4 * SOCKETS as u64 * later_fragments_per_round(),
         "every later fragment followed its first: frag_later = {later}"
     );
 }
