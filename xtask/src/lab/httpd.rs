@@ -312,3 +312,45 @@ fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<Option<String>> {
         .map(Some)
         .map_err(|_| io::ErrorKind::InvalidData.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(target: &str) -> (u16, Vec<u8>) {
+        let site = Site {
+            name: "web1".into(),
+            index_body: "web1\n".into(),
+            check_body: "OK web1\n".into(),
+            sick_file: None,
+        };
+        let request = Request {
+            method: "GET".into(),
+            target: target.into(),
+            keep_alive: true,
+        };
+        route(&request, &site)
+    }
+
+    #[test]
+    fn bytes_answers_exactly_n_bytes_of_the_pattern() {
+        let (status, body) = get("/bytes/100000");
+        assert_eq!((status, body.len()), (200, 100_000));
+        assert!(body.iter().enumerate().all(|(i, &b)| b == body_byte(i)));
+        assert_eq!(get("/bytes/0"), (200, Vec::new()));
+        assert_eq!(get(&format!("/bytes/{}", MAX_GENERATED + 1)).0, 404);
+        assert_eq!(get("/bytes/x").0, 404);
+        assert_eq!(get("/"), (200, b"web1\n".to_vec()));
+    }
+
+    #[test]
+    fn the_pattern_does_not_repeat_at_segment_sizes() {
+        // A segment delivered twice or in the wrong place must change the body.
+        for period in [536, 1024, 1360, 1448, 1460, 4096, 65_536] {
+            assert!(
+                (0..200_000).any(|i| body_byte(i) != body_byte(i + period)),
+                "period {period}"
+            );
+        }
+    }
+}

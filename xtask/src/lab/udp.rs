@@ -76,3 +76,17 @@ fn serve(socket: &UdpSocket, name: &str) {
         let _ = socket.send_to(answer(name, &buf[..n]).as_bytes(), from);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_fnv1a_64() {
+        // The published FNV-1a test vectors.
+        assert_eq!(digest(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(digest(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(digest(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(answer("web1", b"a"), "web1 1 af63dc4c8601ec8c");
+    }
+}
