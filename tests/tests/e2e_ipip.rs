@@ -403,9 +403,13 @@ fn http_through_the_vip_reaches_ipip_reals_behind_a_router() {
     ] {
         let to = SocketAddr::new(vip, 80);
         let counts = in_ns(&site.client, || tally(to, 40)).expect("enter the client");
-        assert_eq!(
-            (counts.get("web1"), counts.get("web2")),
-            (Some(&20), Some(&20)),
+        let (web1, web2) = (
+            counts.get("web1").copied().unwrap_or(0),
+            counts.get("web2").copied().unwrap_or(0),
+        );
+        // rr's cursors are per CPU: both reals, not necessarily 20/20.
+        assert!(
+            web1 + web2 == 40 && web1 > 0 && web2 > 0,
             "rr over both ipip reals, no connection lost: {counts:?}\n--- table ---\n{:?}\n\
              --- counters ---\n{:?}\n--- log ---\n{}",
             agent.show(),
