@@ -16,6 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use xdirectord_tests::packet::Frame;
 use xdirectord_tests::topology::Topology;
 use xtask::lab::agent::Agent;
 use xtask::lab::client::in_ns;
@@ -229,35 +230,11 @@ fn send_raw(raw: i32, to: IpAddr, packet: &[u8]) {
 /// The fragments (IP header included) of a UDP datagram, at most 1500 bytes each: the first,
 /// then the others in reverse order. IPv6 fragments carry a fragment header after the fixed one.
 fn fragments(src: IpAddr, dst: IpAddr, sport: u16, data: &[u8], id: u16) -> Vec<Vec<u8>> {
-    let udp_len = 8 + data.len();
-    let mut udp = Vec::with_capacity(udp_len);
-    udp.extend_from_slice(&sport.to_be_bytes());
-    udp.extend_from_slice(&PORT.to_be_bytes());
-    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(data);
-    let mut pseudo = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&[0, 17]);
-            pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&(udp_len as u32).to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, 17]);
-        }
-        _ => panic!("one family for {src} and {dst}"),
-    }
-    pseudo.extend_from_slice(&udp);
-    let sum = match checksum(&pseudo) {
-        0 => 0xffff,
-        s => s,
-    };
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    // The whole datagram, checksum included, then cut after its IP header.
+    let whole = Frame::udp(&src.to_string(), sport, &dst.to_string(), PORT)
+        .payload(data)
+        .ip_bytes();
+    let udp = &whole[if dst.is_ipv6() { 40 } else { 20 }..];
 
     // Payload per fragment: a multiple of 8 that fills 1500 bytes with the headers (20; 40 + 8).
     let per_fragment = if dst.is_ipv6() { 1448 } else { 1480 };
@@ -299,18 +276,6 @@ fn fragments(src: IpAddr, dst: IpAddr, sport: u16, data: &[u8], id: u16) -> Vec<
         .collect();
     frames[1..].reverse();
     frames
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 fn counters(agent: &Agent) -> (u64, u64) {

@@ -18,6 +18,7 @@ use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use xdirectord_tests::packet::Frame;
 use xdirectord_tests::topology::Topology;
 use xtask::lab::client::{get, in_ns, tally};
 use xtask::lab::udp::answer;
@@ -134,62 +135,14 @@ fn build(test: &str, decap: bool, headroom: bool) -> Option<Site> {
 /// A UDP datagram (checksum included) from `src` to `dst`, as an IPv4 or IPv6 packet: what the
 /// director would put inside the tunnel.
 fn inner_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + payload.len();
-    let mut udp = Vec::with_capacity(udp_len);
-    udp.extend_from_slice(&src.port().to_be_bytes());
-    udp.extend_from_slice(&dst.port().to_be_bytes());
-    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut pseudo = Vec::new();
-    let mut packet = Vec::new();
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&[0, 17]);
-            pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            packet.extend_from_slice(&[0x45, 0]);
-            packet.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-            packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-            packet.extend_from_slice(&s.octets());
-            packet.extend_from_slice(&d.octets());
-            let sum = checksum(&packet);
-            packet[10..12].copy_from_slice(&sum.to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&(udp_len as u32).to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, 17]);
-            packet.extend_from_slice(&[0x60, 0, 0, 0]);
-            packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            packet.extend_from_slice(&[17, 64]);
-            packet.extend_from_slice(&s.octets());
-            packet.extend_from_slice(&d.octets());
-        }
-        _ => panic!("one family for {src} and {dst}"),
-    }
-    pseudo.extend_from_slice(&udp);
-    let sum = match checksum(&pseudo) {
-        0 => 0xffff,
-        s => s,
-    };
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-    packet.extend_from_slice(&udp);
-    packet
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    Frame::udp(
+        &src.ip().to_string(),
+        src.port(),
+        &dst.ip().to_string(),
+        dst.port(),
+    )
+    .payload(payload)
+    .ip_bytes()
 }
 
 /// A raw socket of the director's namespace that sends its payload (an inner packet) to a real
