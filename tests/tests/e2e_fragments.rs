@@ -349,3 +349,56 @@ fn fragmented_datagrams_reach_one_real_whole_and_in_any_later_order() {
         "every later fragment followed its first: frag_later = {later}"
     );
 }
+
+/// A later fragment that overtakes its first has no remembered first to follow: it goes to the
+/// director's own kernel (`frag_unknown`), as an IPVS director's would, and is not sent to some
+/// real. Its datagram is then incomplete on the real and goes unanswered; sent again in order
+/// (a new datagram), it is answered.
+#[test]
+fn a_later_fragment_that_overtakes_its_first_goes_to_the_directors_kernel() {
+    let Some(site) = build() else { return };
+    let vip: Ipv4Addr = VIP.parse().unwrap();
+    let outcome = in_ns(&site.client, || {
+        // SAFETY: a plain socket call; the descriptor is closed below.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let socket = udp_socket(CLIENT.into(), vip.into());
+        let sport = socket.local_addr().unwrap().port();
+        let data = payload(9000, 7);
+        // [first, last, …]: the last fragment goes out before the first.
+        let frames = fragments(CLIENT.into(), vip.into(), sport, &data, 0x5000);
+        for frame in [&frames[1], &frames[0]].into_iter().chain(&frames[2..]) {
+            send_raw(raw, vip.into(), frame);
+        }
+        // Once only: sent again, the same datagram's last fragment would find its first.
+        let mut buf = [0u8; 256];
+        let overtaken = socket.recv(&mut buf).map(|n| buf[..n].to_vec());
+        let frames = fragments(CLIENT.into(), vip.into(), sport, &data, 0x5001);
+        let in_order = || {
+            for frame in [&frames[0]].into_iter().chain(frames[1..].iter().rev()) {
+                send_raw(raw, vip.into(), frame);
+            }
+        };
+        let answered = exchange(&socket, &data, &in_order);
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(raw) };
+        (overtaken, answered)
+    })
+    .unwrap();
+    let (overtaken, answered) = outcome;
+    let stats = site.agent.global_stats().expect("show --stats --json");
+    assert!(
+        overtaken.is_err(),
+        "a datagram whose last fragment went to the director was answered: {:?}",
+        overtaken.map(|a| String::from_utf8_lossy(&a).into_owned())
+    );
+    assert!(
+        stats["frag_unknown"] >= 1,
+        "the overtaking fragment was passed to the director's kernel: {stats:?}"
+    );
+    let served = answered.unwrap_or_else(|e| panic!("the same datagram in order: {e}"));
+    eprintln!(
+        "overtaken: no answer, frag_unknown = {}; in order: answered by {served}",
+        stats["frag_unknown"]
+    );
+}
