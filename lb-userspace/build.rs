@@ -1,5 +1,6 @@
 //! Compiles the XDP programs of `lb-ebpf` for the BPF target (nightly + bpf-linker) and leaves
-//! them in OUT_DIR, where `src/objects.rs` embeds them.
+//! them in OUT_DIR, where `src/objects.rs` embeds them; the lab loads `xdp-pass` and
+//! `xdp-ipip-decap` (the reals' decapsulation, never embedded) from there.
 //!
 //! This does what `aya_build::build_ebpf` does, with two more code-generation flags it has no
 //! way to pass: BPF ISA v3 (32-bit ALU and jumps, which the kernel has had since 5.1) and
@@ -11,8 +12,14 @@
 use anyhow::{Context as _, anyhow, bail};
 use std::{path::PathBuf, process::Command};
 
-/// The programs (binaries of lb-ebpf) to build and embed.
-const PROGRAMS: [&str; 4] = ["lb-ebpf", "xdp-baseline", "xdp-pass", "xdp-bench-driver"];
+/// The programs (binaries of lb-ebpf) to build.
+const PROGRAMS: [&str; 5] = [
+    "lb-ebpf",
+    "xdp-baseline",
+    "xdp-pass",
+    "xdp-bench-driver",
+    "xdp-ipip-decap",
+];
 
 const RUSTFLAGS: [&str; 4] = [
     "-Cdebuginfo=2",

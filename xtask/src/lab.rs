@@ -21,6 +21,7 @@
 pub mod agent;
 pub mod client;
 pub mod httpd;
+pub mod udp;
 
 use anyhow::{Context as _, Result, bail};
 use std::fs;
@@ -270,7 +271,19 @@ fn package_name_of_id(id: &str) -> Option<&str> {
 /// The `xdp-pass` object (section `xdp`): a program that passes every frame. A veth delivers the
 /// frames its peer sends with XDP_TX or redirect only when it runs an XDP program itself.
 pub fn xdp_pass_object() -> Result<PathBuf> {
-    let object = lb_userspace_out_dir()?.join("xdp-pass");
+    xdp_object("xdp-pass")
+}
+
+/// The `xdp-ipip-decap` object (section `xdp`): strips the outer header of IPv4-in-IPv4 and
+/// IPv6-in-IPv6 packets and passes the inner one to the stack, for reals of `ipip` virtuals on a
+/// kernel without the ipip module.
+pub fn xdp_ipip_decap_object() -> Result<PathBuf> {
+    xdp_object("xdp-ipip-decap")
+}
+
+/// One of the XDP objects lb-userspace's build script leaves in its output directory.
+fn xdp_object(name: &str) -> Result<PathBuf> {
+    let object = lb_userspace_out_dir()?.join(name);
     let len = fs::metadata(&object)
         .with_context(|| format!("lb-userspace's build script left no {}", object.display()))?
         .len();

@@ -66,6 +66,8 @@ fn main() -> Result<()> {
         "vm" => vm_command(rest),
         // Not in USAGE: `lab up` runs the lab's web servers as this binary's children.
         "lab-httpd" => lab::httpd::main(rest),
+        // Not in USAGE either: end-to-end tests run it on reals that serve UDP.
+        "lab-udp" => lab::udp::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -6,6 +6,7 @@
 //! `cleanstop = no` hitless. (`ip netns exec` would give it a /sys of its own, whose bpffs may die
 //! with it.) Its table is read back with `xdirectord show --json`, from the pinned maps.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,10 +23,18 @@ pub struct Agent {
     pub config: PathBuf,
     /// The configuration's file name: names the pid file and the pin directory.
     pub name: String,
+    /// The network namespace it runs in (a name of `ip netns`).
+    pub netns: String,
 }
 
 impl Agent {
     pub fn new(binary: impl Into<PathBuf>, config: impl Into<PathBuf>) -> Agent {
+        Agent::in_netns(binary, config, DIRECTOR.ns)
+    }
+
+    /// An agent in another network namespace than the lab's director, for tests that build
+    /// topologies of their own.
+    pub fn in_netns(binary: impl Into<PathBuf>, config: impl Into<PathBuf>, netns: &str) -> Agent {
         let config = config.into();
         let name = config
             .file_name()
@@ -35,14 +44,15 @@ impl Agent {
             binary: binary.into(),
             config,
             name,
+            netns: netns.to_owned(),
         }
     }
 
-    /// `nsenter --net=/var/run/netns/xdlab-dir XDIRECTORD ARGS…`.
+    /// `nsenter --net=/var/run/netns/NETNS XDIRECTORD ARGS…` (the lab's director: `xdlab-dir`).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("nsenter");
         command
-            .arg(format!("--net=/var/run/netns/{}", DIRECTOR.ns))
+            .arg(format!("--net=/var/run/netns/{}", self.netns))
             .arg(&self.binary)
             .args(args);
         command
@@ -151,6 +161,21 @@ impl Agent {
     /// The live table, read back from the data plane (`show --json`).
     pub fn table(&self) -> Result<Vec<Service>> {
         parse_table(&self.show_with(&["--json"])?)
+    }
+
+    /// The XDP program's counters (`GlobalStats`: `icmp_to_flow`, `frag_first`, …) from `show
+    /// --stats --json`.
+    pub fn global_stats(&self) -> Result<BTreeMap<String, u64>> {
+        let json = self.show_with(&["--stats", "--json"])?;
+        let value: serde_json::Value =
+            serde_json::from_str(&json).with_context(|| format!("show --json: {json}"))?;
+        let global = value["xdp"]["global"]
+            .as_object()
+            .with_context(|| format!("show --stats --json: no xdp.global in {json}"))?;
+        global
+            .iter()
+            .map(|(name, v)| Ok((name.clone(), number(v)?)))
+            .collect()
     }
 
     /// The live service of `vip`, port 80, if the data plane holds it.

@@ -7,7 +7,9 @@
 //! response names the server (`Server`) and the client address it saw (`X-Client`, which direct
 //! routing leaves intact). While the `--sick-file` exists, [`super::CHECK_PATH`] answers 503 and
 //! everything else as usual: the server fails its health check but keeps serving, which is what
-//! the quiescent tests need.
+//! the quiescent tests need. `/bytes/N` answers a body of exactly N bytes of [`body_byte`] (no
+//! newline), up to [`MAX_GENERATED`]: a response large enough to fill full-size segments, whose
+//! every byte the client can check.
 
 use anyhow::{Context as _, Result, bail};
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
@@ -21,6 +23,15 @@ const IDLE: Duration = Duration::from_secs(10);
 const MAX_LINE: u64 = 8 * 1024;
 const MAX_HEADERS: usize = 100;
 const MAX_BODY: u64 = 1024 * 1024;
+/// The largest body `/bytes/N` generates.
+pub const MAX_GENERATED: usize = 64 * 1024 * 1024;
+
+/// Byte `i` of a `/bytes/N` body: printable, and not periodic over any short distance, so a lost,
+/// repeated or misplaced segment changes what the client reads.
+pub fn body_byte(i: usize) -> u8 {
+    const ALPHABET: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+    ALPHABET[(i ^ (i >> 6) ^ (i >> 13) ^ (i >> 19)) % 64]
+}
 
 struct Site {
     name: String,
@@ -142,9 +153,12 @@ fn serve(stream: TcpStream, site: &Site) -> io::Result<()> {
         let (status, body, keep_alive, head_only) = match read_request(&mut reader) {
             // The client closed, went idle, or broke off mid-request: nothing to answer.
             Ok(None) | Err(_) => return Ok(()),
-            Ok(Some(Err(Refusal(status)))) => {
-                (status, format!("{}\n", reason(status)), false, false)
-            }
+            Ok(Some(Err(Refusal(status)))) => (
+                status,
+                format!("{}\n", reason(status)).into_bytes(),
+                false,
+                false,
+            ),
             Ok(Some(Ok(request))) => {
                 let (status, body) = route(&request, site);
                 (status, body, request.keep_alive, request.method == "HEAD")
@@ -162,19 +176,19 @@ fn serve(stream: TcpStream, site: &Site) -> io::Result<()> {
             response.push_str("Allow: GET, HEAD\r\n");
         }
         response.push_str("\r\n");
-        if !head_only {
-            response.push_str(&body);
-        }
         writer.write_all(response.as_bytes())?;
+        if !head_only {
+            writer.write_all(&body)?;
+        }
         if !keep_alive {
             return Ok(());
         }
     }
 }
 
-fn route(request: &Request, site: &Site) -> (u16, String) {
+fn route(request: &Request, site: &Site) -> (u16, Vec<u8>) {
     if request.method != "GET" && request.method != "HEAD" {
-        return (405, format!("{}\n", reason(405)));
+        return (405, format!("{}\n", reason(405)).into_bytes());
     }
     // Absolute form (`GET http://host/path`), as proxies send it, names the same path.
     let target = request
@@ -183,14 +197,21 @@ fn route(request: &Request, site: &Site) -> (u16, String) {
         .map(|rest| rest.find('/').map_or("/", |i| &rest[i..]))
         .unwrap_or(&request.target);
     let path = target.split(['?', '#']).next().unwrap_or(target);
-    match path {
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        return match n.parse::<usize>() {
+            Ok(n) if n <= MAX_GENERATED => (200, (0..n).map(body_byte).collect()),
+            _ => (404, format!("{}\n", reason(404)).into_bytes()),
+        };
+    }
+    let (status, body) = match path {
         "/" => (200, site.index_body.clone()),
         super::CHECK_PATH if site.sick_file.as_ref().is_some_and(|f| f.exists()) => {
             (503, format!("sick {}\n", site.name))
         }
         super::CHECK_PATH => (200, site.check_body.clone()),
         _ => (404, format!("{}\n", reason(404))),
-    }
+    };
+    (status, body.into_bytes())
 }
 
 fn reason(status: u16) -> &'static str {
@@ -290,4 +311,46 @@ fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<Option<String>> {
     String::from_utf8(buf)
         .map(Some)
         .map_err(|_| io::ErrorKind::InvalidData.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(target: &str) -> (u16, Vec<u8>) {
+        let site = Site {
+            name: "web1".into(),
+            index_body: "web1\n".into(),
+            check_body: "OK web1\n".into(),
+            sick_file: None,
+        };
+        let request = Request {
+            method: "GET".into(),
+            target: target.into(),
+            keep_alive: true,
+        };
+        route(&request, &site)
+    }
+
+    #[test]
+    fn bytes_answers_exactly_n_bytes_of_the_pattern() {
+        let (status, body) = get("/bytes/100000");
+        assert_eq!((status, body.len()), (200, 100_000));
+        assert!(body.iter().enumerate().all(|(i, &b)| b == body_byte(i)));
+        assert_eq!(get("/bytes/0"), (200, Vec::new()));
+        assert_eq!(get(&format!("/bytes/{}", MAX_GENERATED + 1)).0, 404);
+        assert_eq!(get("/bytes/x").0, 404);
+        assert_eq!(get("/"), (200, b"web1\n".to_vec()));
+    }
+
+    #[test]
+    fn the_pattern_does_not_repeat_at_segment_sizes() {
+        // A segment delivered twice or in the wrong place must change the body.
+        for period in [536, 1024, 1360, 1448, 1460, 4096, 65_536] {
+            assert!(
+                (0..200_000).any(|i| body_byte(i) != body_byte(i + period)),
+                "period {period}"
+            );
+        }
+    }
 }
