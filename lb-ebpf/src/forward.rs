@@ -1,10 +1,17 @@
 //! Sending a packet to its real: direct routing rewrites the MACs and transmits (XDP_TX on the
-//! ingress interface, a devmap redirect to another); a local real goes to the kernel's stack.
+//! ingress interface, a devmap redirect to another); a tunnel real gets the packet inside an
+//! outer IP header first (the tunnel program, [`crate::tunnel`]); a local real goes to the
+//! kernel's stack.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::values::{FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef};
+use lb_common::values::{
+    FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, TunnelJob,
+};
 
-use crate::{maps::TX_PORTS, stats};
+use crate::{
+    maps::{TUNNEL_JOB, TUNNEL_PROG, TX_PORTS},
+    stats,
+};
 
 /// Which flow a packet belongs to, for the counters of its VIP and real: a packet is counted
 /// for them only once it really goes to the real.
@@ -27,12 +34,47 @@ pub fn forward(ctx: &XdpContext, real: &RealDef, counted: Counted) -> u32 {
         );
         return xdp_action::XDP_PASS;
     }
-    if real.forward != FORWARD_ROUTE || real.flags & REAL_F_RESOLVED == 0 {
+    if real.flags & REAL_F_RESOLVED == 0 {
         // The agent only programs reals it can reach; this is a real whose neighbour entry
         // vanished, until the agent resolves it again.
         stats::global(|s| s.unresolved += 1);
         return xdp_action::XDP_DROP;
     }
+    match real.forward {
+        FORWARD_ROUTE => transmit(ctx, real, counted),
+        FORWARD_TUNNEL => to_tunnel(ctx, counted),
+        _ => {
+            stats::global(|s| s.unresolved += 1);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// Hands the packet to the tunnel program ([`crate::tunnel`]), which encapsulates it and
+/// transmits it.
+#[inline(always)]
+fn to_tunnel(ctx: &XdpContext, counted: Counted) -> u32 {
+    if let Some(job) = TUNNEL_JOB.get_ptr_mut(0) {
+        // SAFETY: a per-CPU array slot; the tail call below runs on this CPU, right after.
+        unsafe {
+            *job = TunnelJob {
+                real_id: counted.real_id,
+                vip_index: counted.vip_index,
+                len: counted.len as u32,
+                new_flow: counted.new_flow as u32,
+            };
+            TUNNEL_PROG.tail_call(ctx, 0);
+        }
+    }
+    // Only reached when the tunnel program is missing.
+    stats::global(|s| s.tunnel_failed += 1);
+    xdp_action::XDP_DROP
+}
+
+/// Sends the frame, its IP packet ready, to a resolved real: the MACs rewritten, out through
+/// the real's interface.
+#[inline(always)]
+pub fn transmit(ctx: &XdpContext, real: &RealDef, counted: Counted) -> u32 {
     // Decide the verdict first: a redirect to an interface missing from TX_PORTS drops the
     // frame, and a dropped frame is left as it came.
     let action = if real.ifindex as usize == ctx.ingress_ifindex() {

@@ -51,6 +51,8 @@ fn harness_with(table: &DesiredTable) -> Harness {
                 ifindex: INGRESS,
                 mac: mac_of(addr),
                 src_mac: DIRECTOR_MAC,
+                mtu: 1500,
+                source: None,
             },
         );
     }
@@ -1233,6 +1235,8 @@ fn a_real_on_another_interface_is_reached_by_redirect() {
             ifindex: fx0,
             mac: mac_of("10.0.1.4"),
             src_mac: DIRECTOR_MAC,
+            mtu: 1500,
+            source: None,
         },
     );
     let mut t = DesiredTable::default();

@@ -69,6 +69,8 @@ fn in_the_guest() {
                 ifindex: 1,
                 mac: mac_of(r.parse().unwrap()),
                 src_mac: DIRECTOR_MAC,
+                mtu: 1500,
+                source: None,
             },
         );
     }

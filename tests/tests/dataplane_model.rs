@@ -276,6 +276,8 @@ fn run_seed(seed: u64, steps: usize) {
                 ifindex: 1,
                 mac: mac_of(ip),
                 src_mac: DIRECTOR_MAC,
+                mtu: 1500,
+                source: None,
             },
         );
     }

@@ -131,6 +131,8 @@ fn harness(v6: bool, reals: usize, persistent: bool) -> Harness {
                 ifindex: 1,
                 mac: [2, 0, 0, 0, (i >> 8) as u8, last],
                 src_mac: DIRECTOR_MAC,
+                mtu: 1500,
+                source: None,
             },
         );
     }

@@ -19,7 +19,7 @@ use lb_common::{
     keys::{Vip4Key, Vip6Key},
     maps::{MAX_REALS, MAX_REALS_PER_VIP, MAX_VIPS},
     values::{
-        FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef, Ring, Scheduler, SlotReal,
+        FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, Ring, Scheduler, SlotReal,
         SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
     },
 };
@@ -40,11 +40,14 @@ pub enum RealPath {
     /// An address of this host: packets go to the local stack ("Local" in ipvsadm).
     Local,
     /// Through interface `ifindex` to `mac` (the real's, or its next hop's); `src_mac` is the
-    /// interface's own.
+    /// interface's own, `mtu` its MTU, `source` the address the kernel would send from to the
+    /// real (a tunnel's outer source).
     Neighbour {
         ifindex: u32,
         mac: [u8; 6],
         src_mac: [u8; 6],
+        mtu: u16,
+        source: Option<IpAddr>,
     },
     /// Not known yet (resolution has been asked for): the real takes no new flows meanwhile.
     Unresolved,
@@ -174,18 +177,14 @@ pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
                     "real server {name}: forwarding method masq needs the IPVS backend"
                 ));
             }
-            Forwarding::Ipip => {
-                return Err(format!(
-                    "real server {name}: forwarding method ipip is not supported by the XDP backend yet"
-                ));
-            }
+            Forwarding::Ipip => {}
         }
         if real.upper_threshold != 0 || real.lower_threshold != 0 {
             return Err(format!(
                 "real server {name}: connection thresholds (l:/u:) need the IPVS backend"
             ));
         }
-        if real.addr.is_ipv6() != key.is_ipv6() {
+        if real.forward == Forwarding::Gate && real.addr.is_ipv6() != key.is_ipv6() {
             return Err(format!(
                 "real server {name}: direct routing needs the real in the virtual's address family"
             ));
@@ -289,11 +288,16 @@ fn zeroed_box<T: aya::Pod>() -> Box<T> {
 /// The maps, and how to change them.
 pub struct Dataplane {
     pub maps: Maps,
+    /// `tunnelsource`: per-flow outer sources of `ipip` reals, by family.
+    pub tunnel_source: Vec<lb_config::TunnelPrefix>,
 }
 
 impl Dataplane {
     pub fn new(maps: Maps) -> Dataplane {
-        Dataplane { maps }
+        Dataplane {
+            maps,
+            tunnel_source: Vec::new(),
+        }
     }
 
     /// Every virtual service the maps hold, with its live slot's reals.
@@ -518,19 +522,40 @@ impl Dataplane {
     ) -> Wanted {
         let (addr, family) = addr_bytes(real.addr);
         let path = paths.path(real.addr);
-        let (forward, ifindex, mac, src_mac, flags) = match path {
-            RealPath::Local => (FORWARD_LOCAL, 0, [0; 6], [0; 6], REAL_F_RESOLVED),
+        let tunnel = real.forward == Forwarding::Ipip;
+        let method = if tunnel { FORWARD_TUNNEL } else { FORWARD_ROUTE };
+        let (forward, ifindex, mac, src_mac, mtu, source, mut flags) = match path {
+            RealPath::Local => (FORWARD_LOCAL, 0, [0; 6], [0; 6], 0, None, REAL_F_RESOLVED),
             RealPath::Neighbour {
                 ifindex,
                 mac,
                 src_mac,
-            } => (FORWARD_ROUTE, ifindex, mac, src_mac, REAL_F_RESOLVED),
-            RealPath::Unresolved => (FORWARD_ROUTE, 0, [0; 6], [0; 6], 0),
+                mtu,
+                source,
+            } => (method, ifindex, mac, src_mac, mtu, source, REAL_F_RESOLVED),
+            RealPath::Unresolved => (method, 0, [0; 6], [0; 6], 0, None, 0),
+        };
+        // A tunnel's outer source: a per-flow one from `tunnelsource`, else the address the
+        // kernel itself would send from. Without either the real cannot be reached yet.
+        let per_flow = self
+            .tunnel_source
+            .iter()
+            .find(|p| p.addr.is_ipv4() == real.addr.is_ipv4());
+        let (tunnel_src, tunnel_src_bits) = match (tunnel, per_flow, source) {
+            (false, _, _) => ([0; 16], 0),
+            (true, Some(prefix), _) => (addr_bytes(prefix.addr).0, prefix.flow_bits()),
+            (true, None, Some(source)) => (addr_bytes(source).0, 0),
+            (true, None, None) => {
+                if forward == FORWARD_TUNNEL {
+                    flags = 0;
+                }
+                ([0; 16], 0)
+            }
         };
         let def = RealDef {
             addr,
-            // Direct routing cannot change the port: ipvsadm sets a gate real's port to the
-            // virtual's, and so do we.
+            // Neither direct routing nor a tunnel can change the port: ipvsadm sets such a
+            // real's port to the virtual's, and so do we.
             port: service_port,
             family,
             forward,
@@ -542,9 +567,9 @@ impl Dataplane {
             flags,
             weight: real.weight,
             vlan: 0,
-            mtu: 0,
-            tunnel_src: [0; 16],
-            tunnel_src_bits: 0,
+            mtu,
+            tunnel_src,
+            tunnel_src_bits,
             _pad: [0; 7],
         };
         let effective_weight = if flags & REAL_F_RESOLVED == 0 {

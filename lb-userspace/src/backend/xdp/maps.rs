@@ -11,7 +11,7 @@ use lb_common::{
     stats::{GlobalStats, TrafficStats},
     values::{
         Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
-        VipFilter, VipMeta, WrrSeq,
+        TunnelJob, VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -149,13 +149,17 @@ impl Maps {
                 icmp_bad_inner: a.icmp_bad_inner + v.icmp_bad_inner,
                 local: a.local + v.local,
                 unresolved: a.unresolved + v.unresolved,
+                tunnelled: a.tunnelled + v.tunnelled,
+                tunnel_too_big: a.tunnel_too_big + v.tunnel_too_big,
+                tunnel_too_big_passed: a.tunnel_too_big_passed + v.tunnel_too_big_passed,
+                tunnel_failed: a.tunnel_failed + v.tunnel_failed,
             }))
     }
 }
 
 /// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
 /// as this build lays them out.
-fn layout() -> [(&'static str, usize, usize, u32); 23] {
+fn layout() -> [(&'static str, usize, usize, u32); 25] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
@@ -203,6 +207,8 @@ fn layout() -> [(&'static str, usize, usize, u32); 23] {
         (GLOBAL_STATS, 4, size_of::<GlobalStats>(), 1),
         (TX_PORTS, 4, 8, MAX_PORTS),
         (CLOCK, 4, 8, 1),
+        (TUNNEL_PROG, 4, 4, 1),
+        (TUNNEL_JOB, 4, size_of::<TunnelJob>(), 1),
     ]
 }
 

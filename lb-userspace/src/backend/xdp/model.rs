@@ -11,7 +11,7 @@ use lb_common::{
     IPPROTO_TCP, hash,
     keys::{Flow4Key, Flow6Key},
     values::{
-        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FORWARD_LOCAL, FORWARD_ROUTE,
+        FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL,
         FRAG_TIMEOUT_NS, REAL_F_RESOLVED, RealDef, Scheduler, SlotReals, VIP_F_PERSISTENT, VipMeta,
     },
 };
@@ -316,7 +316,8 @@ impl Model {
     fn forwarded(&self, real_id: u32) -> Decision {
         let real = &self.reals[&real_id];
         if real.forward == FORWARD_LOCAL
-            || (real.forward == FORWARD_ROUTE && real.flags & REAL_F_RESOLVED != 0)
+            || ((real.forward == FORWARD_ROUTE || real.forward == FORWARD_TUNNEL)
+                && real.flags & REAL_F_RESOLVED != 0)
         {
             Decision::Real(real_id)
         } else {

@@ -43,6 +43,8 @@ pub struct KernelPaths {
     neighbours: HashMap<(u32, IpAddr), [u8; 6]>,
     /// ifindex → the interface's MAC.
     link_macs: HashMap<u32, [u8; 6]>,
+    /// ifindex → the interface's MTU.
+    link_mtus: HashMap<u32, u32>,
 }
 
 impl KernelPaths {
@@ -55,6 +57,7 @@ impl KernelPaths {
             sequence: 0,
             neighbours: HashMap::new(),
             link_macs: HashMap::new(),
+            link_mtus: HashMap::new(),
         };
         paths.refresh()?;
         Ok(paths)
@@ -100,20 +103,26 @@ impl KernelPaths {
             }
         }
         let mut link_macs = HashMap::new();
+        let mut link_mtus = HashMap::new();
         for message in self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), true)? {
             let RouteNetlinkMessage::NewLink(l) = message else {
                 continue;
             };
             for attribute in &l.attributes {
-                if let LinkAttribute::Address(a) = attribute
-                    && a.len() == 6
-                {
-                    link_macs.insert(l.header.index, [a[0], a[1], a[2], a[3], a[4], a[5]]);
+                match attribute {
+                    LinkAttribute::Address(a) if a.len() == 6 => {
+                        link_macs.insert(l.header.index, [a[0], a[1], a[2], a[3], a[4], a[5]]);
+                    }
+                    LinkAttribute::Mtu(mtu) => {
+                        link_mtus.insert(l.header.index, *mtu);
+                    }
+                    _ => {}
                 }
             }
         }
         self.neighbours = neighbours;
         self.link_macs = link_macs;
+        self.link_mtus = link_mtus;
         Ok(())
     }
 
@@ -259,6 +268,19 @@ enum Route {
     None,
 }
 
+/// The address the kernel sends from towards `addr` (its route's preferred source, or its
+/// choice among the egress interface's addresses): a connected UDP socket knows it without
+/// sending anything.
+fn source_towards(addr: IpAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = match addr {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
+        IpAddr::V6(_) => "[::]:0".parse().expect("literal"),
+    };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(SocketAddr::new(addr, DISCARD_PORT)).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
 /// Makes the kernel resolve `next_hop`'s MAC: any datagram towards it starts ARP or neighbour
 /// discovery, and the reply fills the neighbour table we read.
 fn trigger_resolution(next_hop: IpAddr) {
@@ -284,6 +306,9 @@ impl Paths for KernelPaths {
                         ifindex,
                         mac,
                         src_mac,
+                        // Jumbo frames beyond 64 KiB do not exist; an unknown MTU is Ethernet's.
+                        mtu: self.link_mtus.get(&ifindex).map_or(1500, |&m| m.min(65535) as u16),
+                        source: source_towards(addr),
                     },
                     _ => {
                         trigger_resolution(next_hop);
