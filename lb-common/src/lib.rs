@@ -47,6 +47,7 @@ mod pod {
     unsafe impl aya::Pod for FragEntry {}
     unsafe impl aya::Pod for VipMeta {}
     unsafe impl aya::Pod for RealDef {}
+    unsafe impl aya::Pod for TunnelJob {}
     unsafe impl aya::Pod for SlotReal {}
     unsafe impl aya::Pod for SlotReals {}
     unsafe impl aya::Pod for Ring {}

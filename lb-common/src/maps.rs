@@ -52,9 +52,15 @@ pub const TX_PORTS: &str = "TX_PORTS";
 /// One `u64`: when non-zero, the program's clock in nanoseconds instead of the kernel's
 /// monotonic clock. Tests set it to step through persistence expiry; the agent leaves it 0.
 pub const CLOCK: &str = "CLOCK";
+/// The tunnel program (IPIP / IP6IP6 encapsulation), at index 0: the balancer tail-calls it for
+/// an `ipip` real, so that the verifier checks the encapsulation once, on its own, instead of on
+/// every path of the balancer that ends in forwarding.
+pub const TUNNEL_PROG: &str = "TUNNEL_PROG";
+/// One [`crate::values::TunnelJob`] per CPU: what the balancer hands the tunnel program.
+pub const TUNNEL_JOB: &str = "TUNNEL_JOB";
 
 /// Every map, in the order the agent pins and checks them.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 25] = [
     VIP_FILTER,
     VIPS4,
     VIPS6,
@@ -78,6 +84,8 @@ pub const ALL: [&str; 23] = [
     GLOBAL_STATS,
     TX_PORTS,
     CLOCK,
+    TUNNEL_PROG,
+    TUNNEL_JOB,
 ];
 
 /// Virtual services per address family and protocol together.

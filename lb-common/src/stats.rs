@@ -53,4 +53,14 @@ pub struct GlobalStats {
     /// Packets for a real whose 802.1Q tag could not be pushed or popped (the driver left no
     /// headroom for it); dropped.
     pub retag_failed: u64,
+    /// Packets encapsulated (IPIP, IP6IP6) towards an `ipip` real.
+    pub tunnelled: u64,
+    /// Packets for an `ipip` real that would not fit its egress MTU once encapsulated, answered
+    /// with ICMP "fragmentation needed" / ICMPv6 "packet too big".
+    pub tunnel_too_big: u64,
+    /// Packets for an `ipip` real that would not fit its egress MTU and that the program does
+    /// not answer (IPv4 without "don't fragment", ICMP messages, runts): passed to the kernel.
+    pub tunnel_too_big_passed: u64,
+    /// Packets the kernel gave no room for an outer header; dropped.
+    pub tunnel_failed: u64,
 }

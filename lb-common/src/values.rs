@@ -274,6 +274,23 @@ pub struct FragEntry {
     pub first_seen_ns: u64,
 }
 
+/// A packet for an `ipip` real, as the balancer hands it to the tunnel program (per CPU: the tail
+/// call runs on the same CPU, right after).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelJob {
+    pub real_id: u32,
+    /// [`VipMeta::index`] of the packet's virtual service, for its counters.
+    pub vip_index: u32,
+    /// The frame's length as it arrived, for the counters.
+    pub len: u32,
+    /// 1 when the packet started a flow.
+    pub new_flow: u8,
+    /// How many VLAN tags the frame arrived with.
+    pub ingress_tags: u8,
+    pub _pad: [u8; 2],
+}
+
 /// How long a first fragment's real is remembered for its later fragments, in nanoseconds: the
 /// kernel's own reassembly timeout (`net.ipv4.ipfrag_time`, 30 s).
 pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;

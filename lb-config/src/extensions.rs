@@ -1,11 +1,12 @@
-//! xdirectord's own directives (`backend`, `interface`, `xdpmode`, `metrics`), validated with
+//! xdirectord's own directives (`backend`, `interface`, `xdpmode`, `metrics`, `tunnelsource`),
+//! validated with
 //! messages in ldirectord's style. Unlike ldirectord's yes/no directives they forgive
 //! surrounding blanks: there is no old behaviour to keep, and that trap helps nobody.
 
 use std::net::SocketAddr;
 
 use crate::diagnostics::Diagnostic;
-use crate::model::{BackendKind, XdpMode};
+use crate::model::{BackendKind, TunnelPrefix, XdpMode};
 use crate::validate::split_commas;
 use crate::value::{is_space, text, trim_space};
 
@@ -72,9 +73,65 @@ pub(crate) fn metrics(value: &[u8], line: usize) -> Result<SocketAddr, Diagnosti
     })
 }
 
+/// `tunnelsource = PREFIX/LEN[,PREFIX/LEN]`: at most one IPv4 and one IPv6 prefix, each with
+/// host bits to vary (`172.16.0.0/12`, `fd00:100::/64`).
+pub(crate) fn tunnelsource(value: &[u8], line: usize) -> Result<Vec<TunnelPrefix>, Diagnostic> {
+    let mut prefixes: Vec<TunnelPrefix> = Vec::new();
+    for item in split_commas(trim_space(value)) {
+        let item = text(item);
+        let invalid = || {
+            ours(
+                line,
+                format!(
+                    "invalid tunnelsource \"{item}\": an address prefix with host bits is required (e.g. 172.16.0.0/12 or fd00:100::/64)"
+                ),
+            )
+        };
+        let (addr, len) = item.split_once('/').ok_or_else(invalid)?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| invalid())?;
+        let len: u8 = len.parse().map_err(|_| invalid())?;
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        if len >= width {
+            return Err(invalid());
+        }
+        if prefixes.iter().any(|p| p.addr.is_ipv4() == addr.is_ipv4()) {
+            return Err(ours(
+                line,
+                format!("tunnelsource: more than one prefix for the family of {item}"),
+            ));
+        }
+        prefixes.push(TunnelPrefix { addr, len });
+    }
+    if prefixes.is_empty() {
+        return Err(ours(line, "no tunnelsource prefix specified"));
+    }
+    Ok(prefixes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunnel_source_prefixes() {
+        let both = tunnelsource(b" 172.16.0.0/12, fd00:100::/64", 3).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0].flow_bits(), 20);
+        assert_eq!(both[1].flow_bits(), 32);
+        for bad in [
+            &b"172.16.0.0"[..],
+            b"172.16.0.0/32",
+            b"x/8",
+            b"10.0.0.0/8,10.1.0.0/16",
+            b"",
+        ] {
+            assert!(
+                tunnelsource(bad, 3).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn backend_and_mode_words() {

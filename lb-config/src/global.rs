@@ -145,6 +145,8 @@ impl Reader<'_> {
             self.global.xdpmode = Some(extensions::xdpmode(value, n)?);
         } else if let Some(value) = directive(body, "metrics") {
             self.global.metrics = Some(extensions::metrics(value, n)?);
+        } else if let Some(value) = directive(body, "tunnelsource") {
+            self.global.tunnelsource = extensions::tunnelsource(value, n)?;
         } else if directive(body, "timeout").is_some() {
             return Err(err(
                 "timeout directive deprecated in favour of checktimeout and negotiatetimeout",

@@ -60,7 +60,7 @@ pub use locate::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, config_name, locate};
 pub use model::{
     BackendKind, CheckSettings, CheckType, Config, EmailAlertStatus, Fallback, Family, Forwarding,
     GlobalFallback, GlobalSettings, HttpMethod, LogTarget, Netmask, Protocol, Real, RealCheck,
-    VirtualAddress, VirtualService, XdpMode,
+    TunnelPrefix, VirtualAddress, VirtualService, XdpMode,
 };
 pub use parse::parse;
 pub use real::{MAX_FILE_REALS, MAX_RANGE_REALS};

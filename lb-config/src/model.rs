@@ -85,6 +85,9 @@ pub struct GlobalSettings {
     pub xdpmode: Option<XdpMode>,
     /// xdirectord `metrics`: where to serve Prometheus text.
     pub metrics: Option<SocketAddr>,
+    /// xdirectord `tunnelsource`: per-flow outer sources for `ipip` reals, at most one prefix
+    /// per family; empty: the director's address on the egress interface.
+    pub tunnelsource: Vec<TunnelPrefix>,
 }
 
 impl Default for GlobalSettings {
@@ -117,6 +120,7 @@ impl Default for GlobalSettings {
             interfaces: Vec::new(),
             xdpmode: None,
             metrics: None,
+            tunnelsource: Vec::new(),
         }
     }
 }
@@ -452,6 +456,23 @@ impl BackendKind {
             BackendKind::Xdp => "xdp",
             BackendKind::Ipvs => "ipvs",
         }
+    }
+}
+
+/// A prefix of xdirectord's `tunnelsource`: the outer source of an `ipip` real's packets is
+/// this prefix with its host bits (at most the last 32) taken from a hash of the flow, so that
+/// the real's NIC spreads the tunnel over its receive queues (RSS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TunnelPrefix {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+impl TunnelPrefix {
+    /// How many low bits of the address vary per flow.
+    pub fn flow_bits(&self) -> u8 {
+        let width = if self.addr.is_ipv4() { 32 } else { 128 };
+        (width - self.len).min(32)
     }
 }
 

@@ -26,6 +26,7 @@ mod maps;
 mod parse;
 mod schedule;
 mod stats;
+mod tunnel;
 mod vlan;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

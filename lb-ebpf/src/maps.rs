@@ -2,7 +2,7 @@
 //! Names, sizes and layouts come from `lb_common`; each map's doc is in `lb_common::maps`.
 
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
     macros::btf_map,
 };
 use lb_common::{
@@ -14,7 +14,7 @@ use lb_common::{
     stats::{GlobalStats, TrafficStats},
     values::{
         Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
-        VipFilter, VipMeta, WrrSeq,
+        TunnelJob, VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -82,3 +82,7 @@ pub static GLOBAL_STATS: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();
 pub static TX_PORTS: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
 #[btf_map]
 pub static CLOCK: Array<u64, 1> = Array::new();
+#[btf_map]
+pub static TUNNEL_PROG: ProgramArray<1> = ProgramArray::new();
+#[btf_map]
+pub static TUNNEL_JOB: PerCpuArray<TunnelJob, 1> = PerCpuArray::new();

@@ -66,6 +66,7 @@ pub fn open_backend(config: &Config, overrides: &BackendOverrides) -> Result<Ope
             Some(lb_config::XdpMode::Generic) => XdpMode::Generic,
             _ => XdpMode::Native,
         },
+        tunnel_source: config.global.tunnelsource.clone(),
     });
     let xdp = match &xdp_options {
         Some(options) if needs(BackendKind::Xdp) || pinned => Some(XdpBackend::open(options)?),
@@ -486,6 +487,10 @@ impl AgentLoop {
         }
         if old.global.xdpmode != new.global.xdpmode {
             logger.log("xdpmode changed: the change takes effect when xdirectord is restarted");
+        }
+        if old.global.tunnelsource != new.global.tunnelsource {
+            logger
+                .log("tunnelsource changed: the change takes effect when xdirectord is restarted");
         }
         let keys = |c: &Config| {
             c.virtuals

@@ -13,6 +13,8 @@ pub static BENCH_DRIVER: &[u8] =
 
 /// Program names inside the objects.
 pub const BALANCER_PROGRAM: &str = "xdirectord";
+/// The balancer's tunnel program, which it tail-calls through `TUNNEL_PROG`.
+pub const TUNNEL_PROGRAM: &str = "xdirectord_tunnel";
 pub const BASELINE_PROGRAM: &str = "xdp_baseline";
 pub const PASS_PROGRAM: &str = "xdp_pass";
 pub const BENCH_DRIVER_PROGRAM: &str = "xdp_bench_driver";

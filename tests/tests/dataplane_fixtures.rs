@@ -52,6 +52,8 @@ fn harness_with(table: &DesiredTable) -> Harness {
                 mac: mac_of(addr),
                 src_mac: DIRECTOR_MAC,
                 vlan: 0,
+                mtu: 1500,
+                source: None,
             },
         );
     }
@@ -1251,6 +1253,8 @@ fn a_real_on_another_interface_is_reached_by_redirect() {
             mac: mac_of("10.0.1.4"),
             src_mac: DIRECTOR_MAC,
             vlan: 0,
+            mtu: 1500,
+            source: None,
         },
     );
     let mut t = DesiredTable::default();

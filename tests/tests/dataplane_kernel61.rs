@@ -70,6 +70,8 @@ fn in_the_guest() {
                 mac: mac_of(r.parse().unwrap()),
                 src_mac: DIRECTOR_MAC,
                 vlan: 0,
+                mtu: 1500,
+                source: None,
             },
         );
     }

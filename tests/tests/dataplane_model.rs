@@ -277,6 +277,8 @@ fn run_seed(seed: u64, steps: usize) {
                 mac: mac_of(ip),
                 src_mac: DIRECTOR_MAC,
                 vlan: 0,
+                mtu: 1500,
+                source: None,
             },
         );
     }

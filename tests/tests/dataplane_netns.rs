@@ -128,6 +128,7 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         config_name: config_name.clone(),
         interfaces: vec!["d0".into()],
         mode: Mode::Native,
+        tunnel_source: Vec::new(),
     };
     let mut backend = XdpBackend::open(&options).expect("open");
     xdirectord_tests::table::apply(&mut backend, &table([1, 1]));
@@ -246,6 +247,7 @@ fn a_pinned_link_whose_interface_was_made_again_is_replaced() {
         config_name: config_name.clone(),
         interfaces: vec!["d0".into()],
         mode: Mode::Native,
+        tunnel_source: Vec::new(),
     };
     drop(XdpBackend::open(&options).expect("open"));
     director.ip(&["link", "del", "d0"]);

@@ -78,6 +78,8 @@ fn trunk() -> Harness {
                 mac: mac_of(real),
                 src_mac: src_mac(vlan),
                 vlan,
+                mtu: 1500,
+                source: None,
             },
         );
     }

@@ -317,13 +317,7 @@ fn hand_made_ipip_packets_reach_the_real_server_decapsulated() {
 /// HTTP through the VIPs to `ipip` reals in a routed subnet: each real gets connections,
 /// decapsulates them and answers the client directly, with the client's address intact, and a
 /// 1 MiB response arrives whole.
-///
-/// NOT YET PASSING: needs the director's IPIP encapsulation (issue 12, being written in the data
-/// plane: outer source = the director's address on the egress interface, outer destination = the
-/// real, next hop from the kernel's routes). Until it lands the agent refuses `ipip` reals on
-/// the XDP backend. Remove the `ignore` when it does.
 #[test]
-#[ignore = "needs the director's IPIP encapsulation (issue 12), not merged yet"]
 fn http_through_the_vip_reaches_ipip_reals_behind_a_router() {
     let Some(mut site) = build("ipip", true, true) else {
         return;
@@ -415,11 +409,7 @@ fn http_through_the_vip_reaches_ipip_reals_behind_a_router() {
 /// the outer header (MTU 1500 everywhere): the director answers each too-big packet with ICMP
 /// fragmentation needed / packet too big, the client lowers its path MTU to the VIP, and a
 /// 200,000-byte request body reaches the real (which answers only once it has read it all).
-///
-/// NOT YET PASSING, like the test above: needs the director's IPIP encapsulation and its
-/// too-big answer (issue 12). Remove the `ignore` when they land.
 #[test]
-#[ignore = "needs the director's IPIP encapsulation and its too-big answer (issue 12), not merged yet"]
 fn a_client_learns_the_tunnels_mtu_from_the_director() {
     let Some(mut site) = build("ipmtu", true, false) else {
         return;
@@ -474,4 +464,11 @@ fn a_client_learns_the_tunnels_mtu_from_the_director() {
             answer.lines().next().unwrap_or("")
         );
     }
+    // The client learnt the smaller MTU from the director's answers, not by luck.
+    let stats = agent.global_stats().expect("show --stats --json");
+    assert!(
+        stats["tunnel_too_big"] >= 2,
+        "the director answered too-big packets, for each family: {stats:?}"
+    );
+    assert_eq!(stats["tunnel_too_big_passed"], 0, "{stats:?}");
 }

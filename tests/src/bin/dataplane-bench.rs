@@ -132,6 +132,8 @@ fn harness(v6: bool, reals: usize, persistent: bool) -> Harness {
                 mac: [2, 0, 0, 0, (i >> 8) as u8, last],
                 src_mac: DIRECTOR_MAC,
                 vlan: 0,
+                mtu: 1500,
+                source: None,
             },
         );
     }

@@ -19,8 +19,8 @@ use lb_common::{
     keys::{Vip4Key, Vip6Key},
     maps::{MAX_REALS, MAX_REALS_PER_VIP, MAX_VIPS},
     values::{
-        FORWARD_LOCAL, FORWARD_ROUTE, REAL_F_RESOLVED, RealDef, Ring, Scheduler, SlotReal,
-        SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
+        FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, Ring, Scheduler,
+        SlotReal, SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -42,11 +42,15 @@ pub enum RealPath {
     /// Through interface `ifindex` to `mac` (the real's, or its next hop's); `src_mac` is the
     /// MAC the kernel would send from. `vlan` is the 802.1Q VLAN id the frame leaves with (0:
     /// untagged): a real behind a VLAN device goes out of its parent (the trunk) with its tag.
+    /// `mtu` is the route's interface's MTU, `source` the address the kernel would send from to
+    /// the real (a tunnel's outer source).
     Neighbour {
         ifindex: u32,
         mac: [u8; 6],
         src_mac: [u8; 6],
         vlan: u16,
+        mtu: u16,
+        source: Option<IpAddr>,
     },
     /// Not known yet (resolution has been asked for): the real takes no new flows meanwhile.
     Unresolved,
@@ -179,18 +183,14 @@ pub fn validate(key: &ServiceKey, service: &Service) -> Result<(), String> {
                     "real server {name}: forwarding method masq needs the IPVS backend"
                 ));
             }
-            Forwarding::Ipip => {
-                return Err(format!(
-                    "real server {name}: forwarding method ipip is not supported by the XDP backend yet"
-                ));
-            }
+            Forwarding::Ipip => {}
         }
         if real.upper_threshold != 0 || real.lower_threshold != 0 {
             return Err(format!(
                 "real server {name}: connection thresholds (l:/u:) need the IPVS backend"
             ));
         }
-        if real.addr.is_ipv6() != key.is_ipv6() {
+        if real.forward == Forwarding::Gate && real.addr.is_ipv6() != key.is_ipv6() {
             return Err(format!(
                 "real server {name}: direct routing needs the real in the virtual's address family"
             ));
@@ -297,11 +297,16 @@ fn zeroed_box<T: aya::Pod>() -> Box<T> {
 /// The maps, and how to change them.
 pub struct Dataplane {
     pub maps: Maps,
+    /// `tunnelsource`: per-flow outer sources of `ipip` reals, by family.
+    pub tunnel_source: Vec<lb_config::TunnelPrefix>,
 }
 
 impl Dataplane {
     pub fn new(maps: Maps) -> Dataplane {
-        Dataplane { maps }
+        Dataplane {
+            maps,
+            tunnel_source: Vec::new(),
+        }
     }
 
     /// Every virtual service the maps hold, with its live slot's reals.
@@ -526,16 +531,59 @@ impl Dataplane {
     ) -> Wanted {
         let (addr, family) = addr_bytes(real.addr);
         let path = paths.path(real.addr);
-        let (forward, ifindex, mac, src_mac, vlan, flags) = match path {
-            RealPath::Local => (FORWARD_LOCAL, 0, [0; 6], [0; 6], 0, REAL_F_RESOLVED),
+        let tunnel = real.forward == Forwarding::Ipip;
+        let method = if tunnel {
+            FORWARD_TUNNEL
+        } else {
+            FORWARD_ROUTE
+        };
+        let (forward, ifindex, mac, src_mac, vlan, mtu, source, mut flags) = match path {
+            RealPath::Local => (
+                FORWARD_LOCAL,
+                0,
+                [0; 6],
+                [0; 6],
+                0,
+                0,
+                None,
+                REAL_F_RESOLVED,
+            ),
             RealPath::Neighbour {
                 ifindex,
                 mac,
                 src_mac,
                 vlan,
-            } => (FORWARD_ROUTE, ifindex, mac, src_mac, vlan, REAL_F_RESOLVED),
+                mtu,
+                source,
+            } => (
+                method,
+                ifindex,
+                mac,
+                src_mac,
+                vlan,
+                mtu,
+                source,
+                REAL_F_RESOLVED,
+            ),
             RealPath::Unresolved | RealPath::Unsupported(_) => {
-                (FORWARD_ROUTE, 0, [0; 6], [0; 6], 0, 0)
+                (method, 0, [0; 6], [0; 6], 0, 0, None, 0)
+            }
+        };
+        // A tunnel's outer source: a per-flow one from `tunnelsource`, else the address the
+        // kernel itself would send from. Without either the real cannot be reached yet.
+        let per_flow = self
+            .tunnel_source
+            .iter()
+            .find(|p| p.addr.is_ipv4() == real.addr.is_ipv4());
+        let (tunnel_src, tunnel_src_bits) = match (tunnel, per_flow, source) {
+            (false, _, _) => ([0; 16], 0),
+            (true, Some(prefix), _) => (addr_bytes(prefix.addr).0, prefix.flow_bits()),
+            (true, None, Some(source)) => (addr_bytes(source).0, 0),
+            (true, None, None) => {
+                if forward == FORWARD_TUNNEL {
+                    flags = 0;
+                }
+                ([0; 16], 0)
             }
         };
         let unsupported = match path {
@@ -544,8 +592,8 @@ impl Dataplane {
         };
         let def = RealDef {
             addr,
-            // Direct routing cannot change the port: ipvsadm sets a gate real's port to the
-            // virtual's, and so do we.
+            // Neither direct routing nor a tunnel can change the port: ipvsadm sets such a
+            // real's port to the virtual's, and so do we.
             port: service_port,
             family,
             forward,
@@ -557,9 +605,9 @@ impl Dataplane {
             flags,
             weight: real.weight,
             vlan,
-            mtu: 0,
-            tunnel_src: [0; 16],
-            tunnel_src_bits: 0,
+            mtu,
+            tunnel_src,
+            tunnel_src_bits,
             _pad: [0; 7],
         };
         let effective_weight = if flags & REAL_F_RESOLVED == 0 {

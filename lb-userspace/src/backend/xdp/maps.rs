@@ -11,7 +11,7 @@ use lb_common::{
     stats::{GlobalStats, TrafficStats},
     values::{
         Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
-        VipFilter, VipMeta, WrrSeq,
+        TunnelJob, VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -150,13 +150,17 @@ impl Maps {
                 local: a.local + v.local,
                 unresolved: a.unresolved + v.unresolved,
                 retag_failed: a.retag_failed + v.retag_failed,
+                tunnelled: a.tunnelled + v.tunnelled,
+                tunnel_too_big: a.tunnel_too_big + v.tunnel_too_big,
+                tunnel_too_big_passed: a.tunnel_too_big_passed + v.tunnel_too_big_passed,
+                tunnel_failed: a.tunnel_failed + v.tunnel_failed,
             }))
     }
 }
 
 /// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
 /// as this build lays them out.
-fn layout() -> [(&'static str, usize, usize, u32); 23] {
+fn layout() -> [(&'static str, usize, usize, u32); 25] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
@@ -204,6 +208,8 @@ fn layout() -> [(&'static str, usize, usize, u32); 23] {
         (GLOBAL_STATS, 4, size_of::<GlobalStats>(), 1),
         (TX_PORTS, 4, 8, MAX_PORTS),
         (CLOCK, 4, 8, 1),
+        (TUNNEL_PROG, 4, 4, 1),
+        (TUNNEL_JOB, 4, size_of::<TunnelJob>(), 1),
     ]
 }
 

@@ -66,6 +66,8 @@ pub struct XdpOptions {
     /// Interfaces to attach to (`interface = `).
     pub interfaces: Vec<String>,
     pub mode: XdpMode,
+    /// `tunnelsource`.
+    pub tunnel_source: Vec<lb_config::TunnelPrefix>,
 }
 
 /// The XDP data plane of one configuration.
@@ -218,6 +220,7 @@ impl XdpBackend {
             prog.pin(&program_pin).map_err(|e| {
                 BackendError::system(format!("pinning {}", program_pin.display()), e)
             })?;
+            install_tunnel(&mut ebpf)?;
             let maps = Maps::from_ebpf(&mut ebpf)?;
             let program = Xdp::from_pin(&program_pin, XdpAttachType::Interface).map_err(|e| {
                 BackendError::system(format!("opening {}", program_pin.display()), e)
@@ -225,6 +228,7 @@ impl XdpBackend {
             (program, maps)
         };
         let mut dataplane = Dataplane::new(maps);
+        dataplane.tunnel_source = options.tunnel_source.clone();
 
         // The maps may come from another build, whose program hashes the VIP filter another
         // way: while programs are swapped, the filter lets every packet through to the VIP
@@ -342,8 +346,35 @@ pub fn load_unattached(clock: ProgramClock) -> Result<(aya::Ebpf, Dataplane), Ba
         .map_err(|e| BackendError::system("the balancer program", e))?;
     prog.load()
         .map_err(|e| BackendError::system("verifying the XDP program", e))?;
+    install_tunnel(&mut ebpf)?;
     let maps = Maps::from_ebpf(&mut ebpf)?;
     Ok((ebpf, Dataplane::new(maps)))
+}
+
+/// Loads the tunnel program and puts it where the balancer tail-calls it. The program array
+/// keeps it alive (with the array pinned, also after this process).
+fn install_tunnel(ebpf: &mut aya::Ebpf) -> Result<(), BackendError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(objects::TUNNEL_PROGRAM)
+        .ok_or_else(|| BackendError::Unsupported("the XDP object has no tunnel program".into()))?
+        .try_into()
+        .map_err(|e| BackendError::system("the tunnel program", e))?;
+    program
+        .load()
+        .map_err(|e| BackendError::system("verifying the XDP tunnel program", e))?;
+    let fd = program
+        .fd()
+        .map_err(|e| BackendError::system("the tunnel program", e))?
+        .try_clone()
+        .map_err(|e| BackendError::system("the tunnel program", e))?;
+    let map = ebpf
+        .map_mut(lb_common::maps::TUNNEL_PROG)
+        .ok_or_else(|| BackendError::Unsupported("the XDP object has no TUNNEL_PROG".into()))?;
+    let mut array = aya::maps::ProgramArray::try_from(map)
+        .map_err(|e| BackendError::system("TUNNEL_PROG", e))?;
+    array
+        .set(0, &fd, 0)
+        .map_err(|e| BackendError::system("writing TUNNEL_PROG", e))
 }
 
 /// The index of a network interface.

@@ -12,7 +12,8 @@ use lb_common::{
     keys::{Flow4Key, Flow6Key},
     values::{
         FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FORWARD_LOCAL, FORWARD_ROUTE,
-        FRAG_TIMEOUT_NS, REAL_F_RESOLVED, RealDef, Scheduler, SlotReals, VIP_F_PERSISTENT, VipMeta,
+        FORWARD_TUNNEL, FRAG_TIMEOUT_NS, REAL_F_RESOLVED, RealDef, Scheduler, SlotReals,
+        VIP_F_PERSISTENT, VipMeta,
     },
 };
 
@@ -316,7 +317,8 @@ impl Model {
     fn forwarded(&self, real_id: u32) -> Decision {
         let real = &self.reals[&real_id];
         if real.forward == FORWARD_LOCAL
-            || (real.forward == FORWARD_ROUTE && real.flags & REAL_F_RESOLVED != 0)
+            || ((real.forward == FORWARD_ROUTE || real.forward == FORWARD_TUNNEL)
+                && real.flags & REAL_F_RESOLVED != 0)
         {
             Decision::Real(real_id)
         } else {

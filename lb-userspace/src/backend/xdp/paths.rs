@@ -61,6 +61,7 @@ pub struct KernelPaths {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Link {
     mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
     /// Set for a VLAN device.
     vlan: Option<VlanLink>,
 }
@@ -88,6 +89,7 @@ fn link_of(message: &LinkMessage) -> Link {
             LinkAttribute::Address(a) if a.len() == 6 => {
                 link.mac = Some([a[0], a[1], a[2], a[3], a[4], a[5]]);
             }
+            LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
             LinkAttribute::Link(p) => parent = Some(*p),
             LinkAttribute::LinkNetNsId(_) => parent_elsewhere = true,
             LinkAttribute::LinkInfo(infos) => {
@@ -360,6 +362,19 @@ enum Route {
     None,
 }
 
+/// The address the kernel sends from towards `addr` (its route's preferred source, or its
+/// choice among the egress interface's addresses): a connected UDP socket knows it without
+/// sending anything.
+fn source_towards(addr: IpAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = match addr {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
+        IpAddr::V6(_) => "[::]:0".parse().expect("literal"),
+    };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(SocketAddr::new(addr, DISCARD_PORT)).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
 /// Makes the kernel resolve `next_hop`'s MAC: any datagram towards it starts ARP or neighbour
 /// discovery, and the reply fills the neighbour table we read.
 fn trigger_resolution(next_hop: IpAddr) {
@@ -395,6 +410,13 @@ impl Paths for KernelPaths {
                         mac,
                         src_mac,
                         vlan,
+                        // An unknown MTU is Ethernet's; no link carries more than 64 KiB.
+                        mtu: self
+                            .links
+                            .get(&oif)
+                            .and_then(|l| l.mtu)
+                            .map_or(1500, |m| m.min(65535) as u16),
+                        source: source_towards(addr),
                     },
                     _ => {
                         trigger_resolution(next_hop);
@@ -433,6 +455,7 @@ mod tests {
     fn vlan(parent: u32, id: u16) -> Link {
         Link {
             mac: Some(MAC),
+            mtu: None,
             vlan: Some(VlanLink {
                 parent,
                 id,
@@ -454,6 +477,7 @@ mod tests {
     fn a_plain_interface_has_no_vlan() {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::Address(MAC.to_vec()));
+        m.attributes.push(LinkAttribute::Mtu(9000));
         // A veth names its peer in IFLA_LINK too: only the kind makes a VLAN.
         m.attributes.push(LinkAttribute::Link(7));
         m.attributes
@@ -464,6 +488,7 @@ mod tests {
             link_of(&m),
             Link {
                 mac: Some(MAC),
+                mtu: Some(9000),
                 vlan: None
             }
         );
