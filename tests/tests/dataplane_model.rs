@@ -1,8 +1,9 @@
 //! Property test: user space's model of the scheduling decision (`backend::xdp::model`) and the
 //! real XDP program agree on a large random corpus of packets, weight changes, reals coming and
 //! going, scheduler and persistence changes and clock steps; the packets include ICMP errors
-//! about the flows, first fragments and later fragments (with and without their first). On a mismatch the seed and step are
-//! printed; rerun one seed with `MODEL_SEED=<seed>`.
+//! about the flows, first fragments and later fragments (with and without their first), and a
+//! third of the reals are `ipip` (the tunnel program sends their packets). On a mismatch the seed
+//! and step are printed; rerun one seed with `MODEL_SEED=<seed>`.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -11,7 +12,9 @@ use xdirectord::{
         RealPath,
         model::{Decision, Model, ModelPacket},
     },
-    table::{DesiredTable, Persistence, Protocol, Service, ServiceAttrs, ServiceKey},
+    table::{
+        DesiredTable, Forwarding, Persistence, Protocol, Real, Service, ServiceAttrs, ServiceKey,
+    },
 };
 use xdirectord_tests::{
     harness::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
@@ -50,12 +53,27 @@ const CLIENTS4: [&str; 6] = [
 ];
 const CLIENTS6: [&str; 3] = ["2001:db8::1", "2001:db8::2", "2001:db8:1::1"];
 
+/// A real of `weight`, reached by direct routing or, one time in three, through a tunnel: the
+/// decision is the same, the packet leaves another way.
+fn random_real(rng: &mut Rng, addr: &str, weight: u32) -> Real {
+    let forward = if rng.below(3) == 0 {
+        Forwarding::Ipip
+    } else {
+        Forwarding::Gate
+    };
+    Real {
+        forward,
+        ..real(addr, weight)
+    }
+}
+
 /// A random virtual service over `pool`.
 fn random_service(rng: &mut Rng, pool: &[&str]) -> Service {
     let mut reals = Vec::new();
     for addr in pool {
         if rng.below(4) != 0 {
-            reals.push(real(addr, rng.below(5) as u32));
+            let weight = rng.below(5) as u32;
+            reals.push(random_real(rng, addr, weight));
         }
     }
     Service {
@@ -118,7 +136,8 @@ fn mutate(rng: &mut Rng, t: &mut DesiredTable) {
         2 | 3 => {
             let addr = *rng.pick(pool);
             if !s.reals.iter().any(|r| r.addr.to_string() == addr) {
-                s.reals.push(real(addr, 1 + rng.below(4) as u32));
+                let weight = 1 + rng.below(4) as u32;
+                s.reals.push(random_real(rng, addr, weight));
             }
         }
         4 => s.attrs.scheduler = rng.pick(&SCHEDULERS).to_string(),
@@ -278,7 +297,11 @@ fn run_seed(seed: u64, steps: usize) {
                 src_mac: DIRECTOR_MAC,
                 vlan: 0,
                 mtu: 1500,
-                source: None,
+                source: Some(
+                    if ip.is_ipv4() { "10.0.0.2" } else { "fd00::2" }
+                        .parse()
+                        .unwrap(),
+                ),
             },
         );
     }
