@@ -49,11 +49,9 @@ pub fn follow<F: Family>(ctx: &XdpContext, fragment: &Fragment) -> u32 {
                 len: fragment.len as u64,
                 new_flow: false,
             };
-            let action = forward::forward(ctx, real, counted, fragment.vlan_tags);
-            if action != xdp_action::XDP_DROP {
-                stats::global(|s| s.frag_later += 1);
-            }
-            return action;
+            return forward::forward_counted(ctx, real, counted, fragment.vlan_tags, |s| {
+                s.frag_later += 1
+            });
         }
     }
     stats::global(|s| s.frag_unknown += 1);

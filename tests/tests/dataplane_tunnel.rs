@@ -351,3 +351,74 @@ fn forwarding_is_byte_identical_to_direct_routing_for_gate_reals() {
     }
     assert_eq!(seen, [4, 4], "wrr 1:1 over a gate and a tunnel real");
 }
+
+#[test]
+fn icmp_errors_and_later_fragments_go_through_the_tunnel_and_are_counted() {
+    let h = harness(&site(REAL, REAL6), Vec::new());
+    let syn = Frame::tcp(CLIENT, 42000, VIP, 80, SYN);
+    assert_eq!(run(&h, &syn).1, [1, 0, 0, 0]);
+
+    // A router's "fragmentation needed" about the real's reply in that flow: to the real,
+    // encapsulated, and counted as an error sent to its flow's real.
+    let reply = Frame::tcp(VIP, 80, CLIENT, 42000, ACK).payload(&[0x5a; 200]);
+    let error = Frame::new("198.51.100.1", VIP, L4::Icmp { kind: 3, code: 4 })
+        .payload(&reply.ip_bytes()[..28]);
+    let before = h.global();
+    let (outcome, counters) = run(&h, &error);
+    assert_eq!(
+        (outcome.action, counters),
+        (XDP_TX, [1, 0, 0, 0]),
+        "ICMP error"
+    );
+    assert_eq!(
+        h.global().icmp_to_flow - before.icmp_to_flow,
+        1,
+        "icmp_to_flow"
+    );
+    assert_eq!(
+        outcome.frame,
+        encapsulated(&error, SOURCE, REAL),
+        "ICMP error"
+    );
+
+    // A datagram's first fragment, then a later one: both through the tunnel, to the same real.
+    let first = Frame::tcp(CLIENT, 42001, VIP, 80, SYN)
+        .ip_id(7)
+        .frag(0x2000);
+    let later = Frame::new(CLIENT, VIP, L4::Other(6))
+        .payload(&[0; 64])
+        .ip_id(7)
+        .frag(0x2000 | 9);
+    let before = h.global();
+    let (outcome, counters) = run(&h, &first);
+    assert_eq!(
+        (outcome.action, counters),
+        (XDP_TX, [1, 0, 0, 0]),
+        "first fragment"
+    );
+    assert_eq!(
+        outcome.frame,
+        encapsulated(&first, SOURCE, REAL),
+        "first fragment"
+    );
+    let (outcome, counters) = run(&h, &later);
+    assert_eq!(
+        (outcome.action, counters),
+        (XDP_TX, [1, 0, 0, 0]),
+        "later fragment"
+    );
+    assert_eq!(
+        outcome.frame,
+        encapsulated(&later, SOURCE, REAL),
+        "later fragment"
+    );
+    let after = h.global();
+    assert_eq!(
+        (
+            after.frag_first - before.frag_first,
+            after.frag_later - before.frag_later
+        ),
+        (1, 1),
+        "fragment counters"
+    );
+}
