@@ -58,17 +58,16 @@ fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
 impl Maps {
     /// Takes the maps out of a loaded object.
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Maps, BackendError> {
+        let maps = Maps::open(|name| Ok(ebpf.take_map(name)))?;
+        // Only the test-clock build of the balancer has one.
         #[cfg(feature = "test-support")]
-        let clock = ebpf
-            .take_map(names::CLOCK)
-            .map(|map| typed(names::CLOCK, Some(map)))
-            .transpose()?;
-        #[allow(unused_mut, reason = "Maps::open takes the clock with test-support")]
-        let mut maps = Maps::open(|name| Ok(ebpf.take_map(name)))?;
-        #[cfg(feature = "test-support")]
-        {
-            maps.clock = clock;
-        }
+        let maps = Maps {
+            clock: ebpf
+                .take_map(names::CLOCK)
+                .map(|map| typed(names::CLOCK, Some(map)))
+                .transpose()?,
+            ..maps
+        };
         Ok(maps)
     }
 
