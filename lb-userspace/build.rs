@@ -2,6 +2,11 @@
 //! them in OUT_DIR, where `src/objects.rs` embeds them; the lab loads `xdp-pass` and
 //! `xdp-ipip-decap` (the reals' decapsulation, never embedded) from there.
 //!
+//! Every build has all of lb-ebpf's binaries (the small test programs cost little, and the lab
+//! finds them here whatever the features), but the binary embeds only the balancer unless the
+//! `test-support` feature is on. With it, the balancer is also built a second time with lb-ebpf's
+//! `test-clock` feature (`lb-ebpf-test-clock`): the packet tests' program, whose clock they set.
+//!
 //! This does what `aya_build::build_ebpf` does, with two more code-generation flags it has no
 //! way to pass: BPF ISA v3 (32-bit ALU and jumps, which the kernel has had since 5.1) and
 //! misaligned memory access (x86's verifier allows unaligned packet reads; without the flag LLVM
@@ -29,12 +34,16 @@ const RUSTFLAGS: [&str; 4] = [
     "-Ctarget-feature=+allows-misaligned-mem-access",
 ];
 
+/// The packet tests' build of the balancer (lb-ebpf's `test-clock` feature), with `test-support`.
+const TEST_CLOCK_BALANCER: &str = "lb-ebpf-test-clock";
+
 fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     let skip = std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v == "true");
+    let test_support = std::env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some();
     if skip {
-        for program in PROGRAMS {
+        for program in PROGRAMS.iter().chain(&[TEST_CLOCK_BALANCER]) {
             std::fs::write(out_dir.join(program), [])?;
         }
         return Ok(());
@@ -50,21 +59,40 @@ fn main() -> anyhow::Result<()> {
         ebpf_dir.with_file_name("lb-common").display()
     );
 
+    let target_dir = out_dir.join("ebpf-target");
+    let built = target_dir.join("bpfel-unknown-none").join("release");
+    build_ebpf(&ebpf_dir, &target_dir, &["--bins"])?;
+    for program in PROGRAMS {
+        std::fs::copy(built.join(program), out_dir.join(program))
+            .with_context(|| format!("copying the XDP program {program}"))?;
+    }
+    if test_support {
+        // Built after the others (it replaces `lb-ebpf` in the target directory) and copied
+        // under its own name.
+        build_ebpf(
+            &ebpf_dir,
+            &target_dir,
+            &["--bin", "lb-ebpf", "--features", "test-clock"],
+        )?;
+        std::fs::copy(built.join("lb-ebpf"), out_dir.join(TEST_CLOCK_BALANCER))
+            .context("copying the test-clock balancer")?;
+    }
+    Ok(())
+}
+
+/// `cargo build` of lb-ebpf for the BPF target, with `what` (which binaries, which features).
+fn build_ebpf(
+    ebpf_dir: &std::path::Path,
+    target_dir: &std::path::Path,
+    what: &[&str],
+) -> anyhow::Result<()> {
     // aya-ebpf reads the host architecture from this cfg (as aya-build sets it).
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH")?;
     let mut rustflags: Vec<String> = RUSTFLAGS.iter().map(|f| f.to_string()).collect();
     rustflags.push(format!("--cfg=bpf_target_arch=\"{arch}\""));
-    let target_dir = out_dir.join("ebpf-target");
     let output = Command::new("rustup")
-        .args([
-            "run",
-            "nightly",
-            "cargo",
-            "build",
-            "--package",
-            "lb-ebpf",
-            "--bins",
-        ])
+        .args(["run", "nightly", "cargo", "build", "--package", "lb-ebpf"])
+        .args(what)
         .args([
             "--release",
             "--target",
@@ -73,8 +101,8 @@ fn main() -> anyhow::Result<()> {
             "build-std=core",
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(&ebpf_dir)
+        .arg(target_dir)
+        .current_dir(ebpf_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         // The outer cargo's compiler is stable; the inner one must be nightly's.
         .env_remove("RUSTC")
@@ -96,11 +124,6 @@ fn main() -> anyhow::Result<()> {
         if !known.iter().any(|k| line.contains(k)) {
             println!("cargo:warning={line}");
         }
-    }
-    let built = target_dir.join("bpfel-unknown-none").join("release");
-    for program in PROGRAMS {
-        std::fs::copy(built.join(program), out_dir.join(program))
-            .with_context(|| format!("copying the XDP program {program}"))?;
     }
     Ok(())
 }

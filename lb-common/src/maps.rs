@@ -49,8 +49,10 @@ pub const REAL_STATS: &str = "REAL_STATS";
 pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
 /// Egress interfaces for XDP_REDIRECT, keyed by ifindex (devmap hash).
 pub const TX_PORTS: &str = "TX_PORTS";
-/// One `u64`: when non-zero, the program's clock in nanoseconds instead of the kernel's
-/// monotonic clock. Tests set it to step through persistence expiry; the agent leaves it 0.
+/// One `u64`, only in the packet tests' build of the balancer (lb-ebpf's `test-clock` feature),
+/// never pinned: when non-zero, that program's clock in nanoseconds instead of the kernel's
+/// monotonic clock. Tests set it to step through persistence and flow expiry. The agent's
+/// program has no such map.
 pub const CLOCK: &str = "CLOCK";
 /// The tunnel program (IPIP / IP6IP6 encapsulation), at index 0: the balancer tail-calls it for
 /// an `ipip` real, so that the verifier checks the encapsulation once, on its own, instead of on
@@ -60,7 +62,7 @@ pub const TUNNEL_PROG: &str = "TUNNEL_PROG";
 pub const TUNNEL_JOB: &str = "TUNNEL_JOB";
 
 /// Every map, in the order the agent pins and checks them.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 24] = [
     VIP_FILTER,
     VIPS4,
     VIPS6,
@@ -83,7 +85,6 @@ pub const ALL: [&str; 25] = [
     REAL_STATS,
     GLOBAL_STATS,
     TX_PORTS,
-    CLOCK,
     TUNNEL_PROG,
     TUNNEL_JOB,
 ];

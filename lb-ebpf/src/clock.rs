@@ -1,24 +1,24 @@
-//! The program's clocks: the kernel's (coarse monotonic nanoseconds, jiffies), or the packet
-//! tests' clock while a test program sets one.
+//! The program's clocks: the kernel's (coarse monotonic nanoseconds, jiffies), or, in the packet
+//! tests' build of the balancer only (feature `test-clock`), the test clock while they set one.
+//!
+//! The agent's program is built without the feature: it has no CLOCK map and no code that reads
+//! one, so nothing a test can set ever moves the production clock, and user space (which reads
+//! CLOCK only where it loaded the test build, `backend/xdp/expiry.rs`) agrees with it.
 
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 
-use crate::maps::CLOCK;
-
-/// Non-zero in the packet tests' program only (set at load time): the program's clocks follow
-/// CLOCK while it is set. Read-only data, so the verifier sees the production program's zero and
-/// drops the test clock's code from it.
-#[unsafe(no_mangle)]
-static TEST_CLOCK: u8 = 0;
-
-/// The test clock (ns), in the packet tests' program while they set one.
+/// The test clock (ns) while the packet tests set one (non-zero CLOCK).
+#[cfg(feature = "test-clock")]
 #[inline(always)]
 fn test_clock() -> Option<u64> {
-    // SAFETY: a plain read; volatile so that the compiler does not fold the zero it was built with.
-    if unsafe { core::ptr::read_volatile(&TEST_CLOCK) } == 0 {
-        return None;
-    }
-    CLOCK.get(0).copied().filter(|&t| t != 0)
+    crate::maps::CLOCK.get(0).copied().filter(|&t| t != 0)
+}
+
+/// The production build has no test clock.
+#[cfg(not(feature = "test-clock"))]
+#[inline(always)]
+fn test_clock() -> Option<u64> {
+    None
 }
 
 /// The program's clock (ns): the kernel's coarse monotonic clock, or the test clock.

@@ -80,6 +80,8 @@ pub static REAL_STATS: PerCpuArray<TrafficStats, REALS_N> = PerCpuArray::new();
 pub static GLOBAL_STATS: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();
 #[btf_map]
 pub static TX_PORTS: DevMapHash<{ MAX_PORTS as usize }> = DevMapHash::new();
+/// The packet tests' clock (`clock.rs`): only in their build of the balancer.
+#[cfg(feature = "test-clock")]
 #[btf_map]
 pub static CLOCK: Array<u64, 1> = Array::new();
 #[btf_map]

@@ -161,9 +161,16 @@ impl Harness {
         }
     }
 
-    /// Sets the program's clock (nanoseconds); 0 gives it back the kernel's.
+    /// Sets the program's clock (nanoseconds); 0 gives it back the kernel's. Only the test-clock
+    /// build of the balancer ([`ProgramClock::Test`], [`Harness::new`]) has a clock to set.
     pub fn set_clock(&mut self, ns: u64) {
-        self.dataplane.maps.clock.set(0, ns, 0).expect("CLOCK");
+        self.dataplane
+            .maps
+            .clock
+            .as_mut()
+            .expect("a CLOCK map: the harness runs the test-clock build (ProgramClock::Test)")
+            .set(0, ns, 0)
+            .expect("CLOCK");
     }
 
     pub fn global(&self) -> GlobalStats {

@@ -39,7 +39,11 @@ pub struct Maps {
     pub real_stats: PerCpuArray<MapData, TrafficStats>,
     pub global_stats: PerCpuArray<MapData, GlobalStats>,
     pub tx_ports: DevMapHash<MapData>,
-    pub clock: Array<MapData, u64>,
+    /// The test clock: only in the balancer built for the packet tests (lb-ebpf's `test-clock`
+    /// feature, [`crate::objects::BALANCER_TEST_CLOCK`]). Never pinned; the agent's program has
+    /// no CLOCK map.
+    #[cfg(feature = "test-support")]
+    pub clock: Option<Array<MapData, u64>>,
 }
 
 fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -54,7 +58,17 @@ fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(
 impl Maps {
     /// Takes the maps out of a loaded object.
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Maps, BackendError> {
-        Maps::open(|name| Ok(ebpf.take_map(name)))
+        let maps = Maps::open(|name| Ok(ebpf.take_map(name)))?;
+        // Only the test-clock build of the balancer has one.
+        #[cfg(feature = "test-support")]
+        let maps = Maps {
+            clock: ebpf
+                .take_map(names::CLOCK)
+                .map(|map| typed(names::CLOCK, Some(map)))
+                .transpose()?,
+            ..maps
+        };
+        Ok(maps)
     }
 
     /// Opens the maps pinned in `dir`.
@@ -93,7 +107,8 @@ impl Maps {
             real_stats: typed(names::REAL_STATS, take(names::REAL_STATS)?)?,
             global_stats: typed(names::GLOBAL_STATS, take(names::GLOBAL_STATS)?)?,
             tx_ports: typed(names::TX_PORTS, take(names::TX_PORTS)?)?,
-            clock: typed(names::CLOCK, take(names::CLOCK)?)?,
+            #[cfg(feature = "test-support")]
+            clock: None,
         })
     }
 
@@ -160,7 +175,7 @@ impl Maps {
 
 /// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
 /// as this build lays them out.
-fn layout() -> [(&'static str, usize, usize, u32); 25] {
+fn layout() -> [(&'static str, usize, usize, u32); 24] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
@@ -207,7 +222,6 @@ fn layout() -> [(&'static str, usize, usize, u32); 25] {
         (REAL_STATS, 4, size_of::<TrafficStats>(), MAX_REALS),
         (GLOBAL_STATS, 4, size_of::<GlobalStats>(), 1),
         (TX_PORTS, 4, 8, MAX_PORTS),
-        (CLOCK, 4, 8, 1),
         (TUNNEL_PROG, 4, 4, 1),
         (TUNNEL_JOB, 4, size_of::<TunnelJob>(), 1),
     ]

@@ -14,12 +14,14 @@
 //! * `tables`: the Maglev table and the round-robin sequence (pure).
 //! * `paths`: where reals are, from the kernel's routing and neighbour tables.
 //! * `live`: the maps read back as a table with counters, for `show`.
-//! * `model`: user space's model of the program's scheduling decisions, for tests.
+//! * `model` (feature `test-support`): user space's model of the program's scheduling
+//!   decisions, for the tests.
 
 pub mod dataplane;
 pub mod expiry;
 pub mod live;
 pub mod maps;
+#[cfg(feature = "test-support")]
 pub mod model;
 pub mod paths;
 pub mod tables;
@@ -179,6 +181,9 @@ impl XdpBackend {
         }
         let dir = pin_dir(&options.config_name).map_err(system("bpffs"))?;
         std::fs::create_dir_all(&dir).map_err(system(format!("creating {}", dir.display())))?;
+        // Builds before the test clock left the agent's program pinned a CLOCK map; no program
+        // reads it now.
+        remove_pins(&dir, |name| name == lb_common::maps::CLOCK)?;
 
         let maps_pinned = lb_common::maps::ALL
             .iter()
@@ -321,24 +326,27 @@ impl Backend for XdpBackend {
     }
 }
 
-/// Which clock a program loaded by [`load_unattached`] reads.
+/// Which build of the balancer [`load_unattached`] loads, by the clock it reads.
+#[cfg(feature = "test-support")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgramClock {
-    /// The kernel's, as the agent's program: for benchmarks.
+    /// The kernel's: the agent's program, byte for byte ([`objects::BALANCER`]): for benchmarks.
     Kernel,
-    /// The CLOCK map's while it is set (the kernel's while it is 0): for packet tests of
-    /// timeouts.
+    /// The CLOCK map's while it is set (the kernel's while it is 0): the test-clock build
+    /// ([`objects::BALANCER_TEST_CLOCK`]), for packet tests of timeouts.
     Test,
 }
 
 /// Loads the balancer and creates its maps without pinning or attaching anything: for packet
 /// tests (BPF_PROG_TEST_RUN) and benchmarks. Keep the `Ebpf` alive while running the program.
+#[cfg(feature = "test-support")]
 pub fn load_unattached(clock: ProgramClock) -> Result<(aya::Ebpf, Dataplane), BackendError> {
-    let test_clock = u8::from(clock == ProgramClock::Test);
-    let mut ebpf = aya::EbpfLoader::new()
-        .override_global("TEST_CLOCK", &test_clock, true)
-        .load(objects::BALANCER)
-        .map_err(|e| BackendError::system("loading the XDP program", e))?;
+    let object = match clock {
+        ProgramClock::Kernel => objects::BALANCER,
+        ProgramClock::Test => objects::BALANCER_TEST_CLOCK,
+    };
+    let mut ebpf =
+        aya::Ebpf::load(object).map_err(|e| BackendError::system("loading the XDP program", e))?;
     let prog: &mut Xdp = ebpf
         .program_mut(objects::BALANCER_PROGRAM)
         .ok_or_else(|| BackendError::Unsupported("the XDP object has no balancer program".into()))?
