@@ -4,9 +4,8 @@
 //! ([`crate::tunnel`]); a local real goes to the kernel's stack.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::{
-    stats::GlobalStats,
-    values::{FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, TunnelJob},
+use lb_common::values::{
+    FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, TunnelJob,
 };
 
 use crate::{
@@ -46,28 +45,6 @@ pub fn forward(ctx: &XdpContext, real: &RealDef, counted: Counted, ingress_tags:
         return xdp_action::XDP_DROP;
     }
     transmit(ctx, real, counted, ingress_tags)
-}
-
-/// Forwards a packet that has a global counter of its own (an ICMP error, a later fragment):
-/// `count` moves when the packet goes to its real. A tunnel real's packet is counted before the
-/// tail call, which does not come back (should it fail, `tunnel_failed` says so too).
-#[inline(always)]
-pub fn forward_counted(
-    ctx: &XdpContext,
-    real: &RealDef,
-    counted: Counted,
-    ingress_tags: u8,
-    count: impl Fn(&mut GlobalStats) + Copy,
-) -> u32 {
-    if real.forward == FORWARD_TUNNEL && real.flags & REAL_F_RESOLVED != 0 {
-        stats::global(count);
-        return to_tunnel(ctx, counted, ingress_tags);
-    }
-    let action = forward(ctx, real, counted, ingress_tags);
-    if action != xdp_action::XDP_DROP {
-        stats::global(count);
-    }
-    action
 }
 
 /// Hands the packet to the tunnel program ([`crate::tunnel`]), which encapsulates it and

@@ -49,9 +49,11 @@ pub fn follow<F: Family>(ctx: &XdpContext, fragment: &Fragment) -> u32 {
                 len: fragment.len as u64,
                 new_flow: false,
             };
-            return forward::forward_counted(ctx, real, counted, fragment.vlan_tags, |s| {
-                s.frag_later += 1
-            });
+            let action = forward::forward(ctx, real, counted, fragment.vlan_tags);
+            if action != xdp_action::XDP_DROP {
+                stats::global(|s| s.frag_later += 1);
+            }
+            return action;
         }
     }
     stats::global(|s| s.frag_unknown += 1);

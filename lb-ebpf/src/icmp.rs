@@ -181,9 +181,11 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
                 len,
                 new_flow: false,
             };
-            return forward::forward_counted(ctx, real, counted, quoted.vlan_tags, |s| {
-                s.icmp_to_flow += 1
-            });
+            let action = forward::forward(ctx, real, counted, quoted.vlan_tags);
+            if action != xdp_action::XDP_DROP {
+                stats::global(|s| s.icmp_to_flow += 1);
+            }
+            return action;
         }
     }
     let Some(meta) = F::vip(&packet) else {
@@ -204,5 +206,9 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
         len,
         new_flow: false,
     };
-    forward::forward_counted(ctx, real, counted, quoted.vlan_tags, |s| s.icmp_hashed += 1)
+    let action = forward::forward(ctx, real, counted, quoted.vlan_tags);
+    if action != xdp_action::XDP_DROP {
+        stats::global(|s| s.icmp_hashed += 1);
+    }
+    action
 }
