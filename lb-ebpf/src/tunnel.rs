@@ -20,19 +20,15 @@ use lb_common::{AF_INET6, values::RealDef};
 use crate::{
     forward::{self, Counted},
     maps::{REALS, TUNNEL_JOB},
-    parse::{self, Network, ptr_at},
+    parse::{self, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, Network, ptr_at},
     stats,
 };
 
 const IPV4_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
 const ICMP_HLEN: usize = 8;
-const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_ICMPV6: u8 = 58;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 /// TTL / hop limit of the headers the program writes.
 const TTL: u8 = 64;
 /// How much of the client's packet an ICMP "fragmentation needed" quotes: its IP header and the

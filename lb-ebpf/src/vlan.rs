@@ -19,7 +19,8 @@
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext};
 
-const ETH_P_8021Q: u16 = 0x8100;
+use crate::parse::ETH_P_8021Q;
+
 /// Bytes of one tag (TPID and TCI).
 const VLAN_HLEN: i32 = 4;
 /// Where the tag goes: after the two MACs.

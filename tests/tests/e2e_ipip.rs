@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use xdirectord_tests::packet::Frame;
 use xdirectord_tests::topology::Topology;
+use xtask::lab::agent::Agent;
 use xtask::lab::client::{get, in_ns, tally};
 use xtask::lab::udp::answer;
 
@@ -314,14 +315,9 @@ fn hand_made_ipip_packets_reach_the_real_server_decapsulated() {
     }
 }
 
-/// HTTP through the VIPs to `ipip` reals in a routed subnet: each real gets connections,
-/// decapsulates them and answers the client directly, with the client's address intact, and a
-/// 1 MiB response arrives whole.
-#[test]
-fn http_through_the_vip_reaches_ipip_reals_behind_a_router() {
-    let Some(mut site) = build("ipip", true, true) else {
-        return;
-    };
+/// An agent on the director with both VIPs served by every real through `ipip`, HTTP-checked;
+/// returned once every real is in.
+fn ipip_agent(site: &mut Site) -> Agent {
     let (mut v4_reals, mut v6_reals) = (String::new(), String::new());
     for (_, v4, v6) in REALS {
         v4_reals += &format!("\treal={v4}:80 ipip 1\n");
@@ -338,6 +334,18 @@ fn http_through_the_vip_reaches_ipip_reals_behind_a_router() {
         ),
     );
     site.t.wait_for_reals(&agent, REALS.len());
+    agent
+}
+
+/// HTTP through the VIPs to `ipip` reals in a routed subnet: each real gets connections,
+/// decapsulates them and answers the client directly, with the client's address intact, and a
+/// 1 MiB response arrives whole.
+#[test]
+fn http_through_the_vip_reaches_ipip_reals_behind_a_router() {
+    let Some(mut site) = build("ipip", true, true) else {
+        return;
+    };
+    let agent = ipip_agent(&mut site);
     let table = agent.show().expect("show");
     assert!(
         table.contains("Tunnel"),
@@ -414,22 +422,7 @@ fn a_client_learns_the_tunnels_mtu_from_the_director() {
     let Some(mut site) = build("ipmtu", true, false) else {
         return;
     };
-    let (mut v4_reals, mut v6_reals) = (String::new(), String::new());
-    for (_, v4, v6) in REALS {
-        v4_reals += &format!("\treal={v4}:80 ipip 1\n");
-        v6_reals += &format!("\treal6=[{v6}]:80 ipip 1\n");
-    }
-    let checked = "\tprotocol=tcp\n\tservice=http\n\tscheduler=rr\n\tchecktype=negotiate\n\t\
-                   request=\"/areyouthere.php\"\n\treceive=\"OK web\"\n";
-    let director = site.director.clone();
-    let agent = site.t.agent(
-        &director,
-        &format!(
-            "checkinterval=1\nchecktimeout=2\nfailurecount=1\ninterface=eth0\n\
-             virtual={VIP}:80\n{v4_reals}{checked}virtual6=[{VIP6}]:80\n{v6_reals}{checked}"
-        ),
-    );
-    site.t.wait_for_reals(&agent, REALS.len());
+    let agent = ipip_agent(&mut site);
 
     const BODY: usize = 200_000;
     for vip in [IpAddr::V4(VIP), VIP6.into()] {

@@ -277,7 +277,8 @@ impl FlowMaker {
     /// ns per packet of `target` on a new flow every run (`repeat` runs a measurement, `reset`
     /// before each), and of the baseline on the first frame, `ROUNDS` times alternating; the
     /// flow maker's own cost (in front of a program that only passes, less that program alone,
-    /// median over the rounds) taken out.
+    /// median over the rounds) taken out. `time` measures: [`repeated`], or [`single_runs`] for
+    /// targets that grow the frame.
     fn new_flows(
         &mut self,
         target: &ProgramFd,
@@ -285,74 +286,23 @@ impl FlowMaker {
         frame: &[u8],
         repeat: u32,
         mut reset: impl FnMut(),
+        time: impl Fn(&Xdp, &[u8], u32, u32) -> f64,
     ) -> Rounds {
-        let FlowMaker { driver, next, pass } = self;
-        new_flows_timed(
-            program(driver, objects::BENCH_DRIVER_PROGRAM),
-            next,
-            target,
-            baseline,
-            program(pass, objects::PASS_PROGRAM),
-            frame,
-            repeat,
-            &mut reset,
-            repeated,
-        )
+        let driver = program(&self.driver, objects::BENCH_DRIVER_PROGRAM);
+        let pass = program(&self.pass, objects::PASS_PROGRAM);
+        let (mut driven, mut overhead) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            reset();
+            self.next.set(0, target, 0).expect("NEXT[0]");
+            let ours = time(driver, frame, XDP_TX, repeat);
+            driven.push((ours, time(baseline, frame, XDP_TX, REPEAT)));
+            self.next.set(0, pass.fd().unwrap(), 0).expect("NEXT[0]");
+            let driven_pass = time(driver, frame, XDP_PASS, repeat);
+            overhead.push(driven_pass - time(pass, frame, XDP_PASS, repeat));
+        }
+        let overhead = median(overhead);
+        Rounds(driven.into_iter().map(|(d, b)| (d - overhead, b)).collect())
     }
-
-    /// [`FlowMaker::new_flows`] as single runs, for targets that grow the frame.
-    fn new_flows_single(
-        &mut self,
-        target: &ProgramFd,
-        baseline: &Xdp,
-        frame: &[u8],
-        repeat: u32,
-        mut reset: impl FnMut(),
-    ) -> Rounds {
-        let FlowMaker { driver, next, pass } = self;
-        new_flows_timed(
-            program(driver, objects::BENCH_DRIVER_PROGRAM),
-            next,
-            target,
-            baseline,
-            program(pass, objects::PASS_PROGRAM),
-            frame,
-            repeat,
-            &mut reset,
-            |p, f, _, r| single_runs(p, f, r),
-        )
-    }
-}
-
-/// The flow maker (`driver`, its `next`) in front of `target`: see [`FlowMaker::new_flows`].
-/// `pass` is the program the flow maker's own cost is timed in front of.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one measurement's parts, two ways to time"
-)]
-fn new_flows_timed(
-    driver: &Xdp,
-    next: &mut ProgramArray<MapData>,
-    target: &ProgramFd,
-    baseline: &Xdp,
-    pass: &Xdp,
-    frame: &[u8],
-    repeat: u32,
-    reset: &mut dyn FnMut(),
-    time: impl Fn(&Xdp, &[u8], u32, u32) -> f64,
-) -> Rounds {
-    let (mut driven, mut overhead) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        reset();
-        next.set(0, target, 0).expect("NEXT[0]");
-        let ours = time(driver, frame, XDP_TX, repeat);
-        driven.push((ours, time(baseline, frame, XDP_TX, REPEAT)));
-        next.set(0, pass.fd().unwrap(), 0).expect("NEXT[0]");
-        let driven_pass = time(driver, frame, XDP_PASS, repeat);
-        overhead.push(driven_pass - time(pass, frame, XDP_PASS, repeat));
-    }
-    let overhead = median(overhead);
-    Rounds(driven.into_iter().map(|(d, b)| (d - overhead, b)).collect())
 }
 
 /// New flows a measurement can make without filling the flow table: the table's LRU lists are
@@ -478,11 +428,18 @@ fn main() {
                     continue;
                 }
                 let before = traffic(&h);
-                let rounds = flow_maker.new_flows(&target, baseline, &new_flow, repeat, || {
-                    if empty {
-                        forget_flows(&mut h)
-                    }
-                });
+                let rounds = flow_maker.new_flows(
+                    &target,
+                    baseline,
+                    &new_flow,
+                    repeat,
+                    || {
+                        if empty {
+                            forget_flows(&mut h)
+                        }
+                    },
+                    repeated,
+                );
                 assert_all_new(before, traffic(&h));
                 rows.push(row(scenario, family, reals, &rounds));
             }
@@ -504,12 +461,13 @@ fn main() {
                         Frame::tcp(flow_maker_client(v6), 2000, vip(v6), 80, SYN).bytes();
                     let target = balancer(&h).fd().unwrap().try_clone().expect("program fd");
                     let before = traffic(&h);
-                    let rounds = flow_maker.new_flows_single(
+                    let rounds = flow_maker.new_flows(
                         &target,
                         baseline,
                         &new_flow,
                         flows_with_room(),
                         || forget_flows(&mut h),
+                        |p, f, _, r| single_runs(p, f, r),
                     );
                     assert_all_new(before, traffic(&h));
                     let tunnelled = h.global().tunnelled;
@@ -528,10 +486,14 @@ fn main() {
                 let again = Frame::tcp(client, 2, vip(v6), 80, SYN).bytes();
                 let target = balancer(&h).fd().unwrap().try_clone().expect("program fd");
                 let before = traffic(&h);
-                let rounds =
-                    flow_maker.new_flows(&target, baseline, &again, flows_with_room(), || {
-                        forget_flows(&mut h)
-                    });
+                let rounds = flow_maker.new_flows(
+                    &target,
+                    baseline,
+                    &again,
+                    flows_with_room(),
+                    || forget_flows(&mut h),
+                    repeated,
+                );
                 assert_all_new(before, traffic(&h));
                 let live = h.dataplane.live().expect("live");
                 let served = live[0].reals.iter().filter(|r| r.stats.conns > 0).count();

@@ -362,15 +362,19 @@ enum Route {
     None,
 }
 
+/// Any address and port of `addr`'s family, to bind a socket that talks to it.
+fn any_port_of_family(addr: IpAddr) -> SocketAddr {
+    match addr {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
+        IpAddr::V6(_) => "[::]:0".parse().expect("literal"),
+    }
+}
+
 /// The address the kernel sends from towards `addr` (its route's preferred source, or its
 /// choice among the egress interface's addresses): a connected UDP socket knows it without
 /// sending anything.
 fn source_towards(addr: IpAddr) -> Option<IpAddr> {
-    let bind: SocketAddr = match addr {
-        IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
-        IpAddr::V6(_) => "[::]:0".parse().expect("literal"),
-    };
-    let socket = UdpSocket::bind(bind).ok()?;
+    let socket = UdpSocket::bind(any_port_of_family(addr)).ok()?;
     socket.connect(SocketAddr::new(addr, DISCARD_PORT)).ok()?;
     Some(socket.local_addr().ok()?.ip())
 }
@@ -378,11 +382,7 @@ fn source_towards(addr: IpAddr) -> Option<IpAddr> {
 /// Makes the kernel resolve `next_hop`'s MAC: any datagram towards it starts ARP or neighbour
 /// discovery, and the reply fills the neighbour table we read.
 fn trigger_resolution(next_hop: IpAddr) {
-    let bind: SocketAddr = match next_hop {
-        IpAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
-        IpAddr::V6(_) => "[::]:0".parse().expect("literal"),
-    };
-    if let Ok(socket) = UdpSocket::bind(bind) {
+    if let Ok(socket) = UdpSocket::bind(any_port_of_family(next_hop)) {
         let _ = socket.send_to(&[], SocketAddr::new(next_hop, DISCARD_PORT));
     }
 }
