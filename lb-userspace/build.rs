@@ -18,11 +18,12 @@ use anyhow::{Context as _, anyhow, bail};
 use std::{path::PathBuf, process::Command};
 
 /// The programs (binaries of lb-ebpf) to build.
-const PROGRAMS: [&str; 5] = [
+const PROGRAMS: [&str; 6] = [
     "lb-ebpf",
     "xdp-baseline",
     "xdp-pass",
     "xdp-bench-driver",
+    "xdp-memory-floor",
     "xdp-ipip-decap",
 ];
 

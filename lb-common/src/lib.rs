@@ -22,7 +22,7 @@ pub mod values;
 
 /// Version of the map layout. Pinned maps are reused across agent restarts only when the pinned
 /// `INFO` map carries the same version; a new layout starts from fresh maps.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// `family` field values (the kernel's AF_INET / AF_INET6).
 pub const AF_INET: u8 = 2;
@@ -52,7 +52,8 @@ mod pod {
     unsafe impl aya::Pod for SlotReals {}
     unsafe impl aya::Pod for Ring {}
     unsafe impl aya::Pod for WrrSeq {}
-    unsafe impl aya::Pod for FlowEntry {}
+    unsafe impl aya::Pod for FlowSlot {}
+    unsafe impl aya::Pod for FlowBucket {}
     unsafe impl aya::Pod for PersistEntry {}
     unsafe impl aya::Pod for ConnCounts {}
     unsafe impl aya::Pod for VipFilter {}

@@ -18,8 +18,8 @@ pub const RINGS: &str = "RINGS";
 pub const WRR_SEQS: &str = "WRR_SEQS";
 /// Per CPU and VIP table slot, the position in the round-robin sequence (`u32`).
 pub const WRR_CURSORS: &str = "WRR_CURSORS";
-/// Flow table, IPv4: [`crate::keys::Flow4Key`] → [`crate::values::FlowEntry`] (LRU, per-CPU
-/// LRU lists).
+/// Flow table, IPv4: an array of [`crate::values::FlowBucket`]s, [`FLOW_BUCKETS`] of them
+/// (mmapable).
 pub const FLOWS4: &str = "FLOWS4";
 /// Flow table, IPv6.
 pub const FLOWS6: &str = "FLOWS6";
@@ -89,13 +89,20 @@ pub const ALL: [&str; 24] = [
     TUNNEL_JOB,
 ];
 
-/// Virtual services per address family and protocol together.
+/// Virtual services per address family and protocol together, by default (`maxvirtuals`; the
+/// object's size, which the loader sets at run time).
 pub const MAX_VIPS: u32 = 128;
+/// Most virtual services `maxvirtuals` accepts (each owns two slots of 128 KiB Maglev table and
+/// 128 KiB round-robin sequence: 512 MiB of tables at 1,024).
+pub const VIRTUALS_LIMIT: u32 = 1024;
 /// Each VIP owns two table slots: the live one and the one user space prepares (see
 /// [`crate::values::VipMeta::slot`]).
 pub const MAX_SLOTS: u32 = MAX_VIPS * 2;
-/// Real server ids; id 0 is reserved so that a zeroed entry never names a real.
+/// Real server ids by default (`maxreals`; the object's size, which the loader sets at run
+/// time); id 0 is reserved so that a zeroed entry never names a real.
 pub const MAX_REALS: u32 = 4096;
+/// Most real ids `maxreals` accepts: a flow-table slot holds a real id in 16 bits.
+pub const REALS_LIMIT: u32 = 1 << 16;
 /// Reals (including a fallback) per virtual service.
 pub const MAX_REALS_PER_VIP: u32 = 1024;
 /// Maglev table size: prime, and ≫ MAX_REALS_PER_VIP so each real's share is within about 1.5%
@@ -103,14 +110,31 @@ pub const MAX_REALS_PER_VIP: u32 = 1024;
 pub const RING_SIZE: u32 = 65537;
 /// Longest weighted round-robin sequence (Σweight / gcd). Longer sequences are scaled down.
 pub const WRR_SEQ_MAX: u32 = 65536;
-/// Flow table entries per address family.
-pub const FLOW_TABLE_SIZE: u32 = 1 << 18;
+/// Slots per flow-table bucket: four 16-byte [`crate::values::FlowSlot`]s fill one 64-byte cache
+/// line, so a lookup or an insert touches one line.
+pub const FLOW_WAYS: u32 = 4;
+/// Flows per address family by default (`maxflows`): 64 MiB per family at 16 B a flow.
+pub const DEFAULT_FLOWS: u32 = 1 << 22;
+/// Most flows per address family `maxflows` accepts (16 GiB per family).
+pub const MAX_FLOWS: u32 = 1 << 30;
+/// The program's global (`u32`, in `.rodata`, set by the loader) holding the number of buckets
+/// of FLOWS4 and FLOWS6, which is also their `max_entries`: [`flow_buckets`] of the capacity.
+pub const FLOW_BUCKETS: &str = "FLOW_BUCKETS";
+
+/// Buckets of a flow table that holds `flows` flows.
+pub const fn flow_buckets(flows: u32) -> u32 {
+    let buckets = flows.div_ceil(FLOW_WAYS);
+    if buckets == 0 { 1 } else { buckets }
+}
 /// Flow cache entries per CPU and address family (a power of two: the slot is hash & (size − 1)).
 pub const FLOW_CACHE_SIZE: u32 = 8192;
 /// CPUs whose flow cache slots a rescheduled flow clears (more than any machine here has).
 pub const MAX_CPUS: u32 = 512;
-/// Persistence templates per address family.
+/// Persistence templates per address family by default (`maxtemplates`; the object's size, which
+/// the loader sets at run time).
 pub const PERSIST_TABLE_SIZE: u32 = 1 << 16;
+/// Most persistence templates per address family `maxtemplates` accepts.
+pub const TEMPLATES_LIMIT: u32 = 1 << 26;
 /// Fragmented datagrams remembered per address family: datagrams in flight at once; an LRU
 /// map, so a flood of first fragments only pushes out the oldest.
 pub const FRAG_TABLE_SIZE: u32 = 8192;
@@ -120,6 +144,6 @@ pub const MAX_PORTS: u32 = 64;
 /// BPF_F_NO_PREALLOC: hash elements are freed after an RCU grace period, so replacing a
 /// [`VIPS4`] entry can never hand a reader a half-written value.
 pub const BPF_F_NO_PREALLOC: usize = 1;
-/// BPF_F_NO_COMMON_LRU: one LRU list per CPU (no cross-CPU lock on insert), values shared, so a
-/// flow that moves to another CPU still finds its entry.
-pub const BPF_F_NO_COMMON_LRU: usize = 2;
+/// BPF_F_MMAPABLE: user space maps the array into its memory (the flow tables: the agent reads
+/// millions of slots without a system call each).
+pub const BPF_F_MMAPABLE: usize = 1 << 10;

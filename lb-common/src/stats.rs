@@ -63,4 +63,10 @@ pub struct GlobalStats {
     pub tunnel_too_big_passed: u64,
     /// Packets the kernel gave no room for an outer header; dropped.
     pub tunnel_failed: u64,
+    /// Half-open or closing flows pushed out of a full flow-table bucket by a new flow (live
+    /// established flows are never pushed out).
+    pub flow_evicted: u64,
+    /// New flows that found their bucket full of live established flows: forwarded without
+    /// state, where the consistent-hash table places them (see docs/dataplane.md).
+    pub flow_table_full: u64,
 }

@@ -157,6 +157,9 @@ pub struct RealDef {
     /// real's NIC spreads decapsulation over its queues (RSS); 0: the address as it is.
     pub tunnel_src_bits: u8,
     pub _pad: [u8; 7],
+    /// [`crate::hash::vip_fold`] of the real's virtual service (address, port, protocol): a flow
+    /// found by its tag goes to this real only if the packet is for this VIP.
+    pub vip_fold: u64,
 }
 
 /// One real of a table slot.
@@ -197,30 +200,103 @@ pub struct WrrSeq {
     pub entries: [u16; WRR_SEQ_MAX as usize],
 }
 
-/// `FlowEntry::state` values, after IPVS's TCP states as seen from the client side only.
-pub const FLOW_SYN_RECV: u32 = 1;
-pub const FLOW_ESTABLISHED: u32 = 2;
+/// [`FlowSlot::state`] values, after IPVS's TCP states as seen from the client side only.
+pub const FLOW_SYN_RECV: u8 = 1;
+pub const FLOW_ESTABLISHED: u8 = 2;
 /// A FIN or RST was seen from the client.
-pub const FLOW_CLOSING: u32 = 3;
+pub const FLOW_CLOSING: u8 = 3;
 /// UDP flows have one state.
-pub const FLOW_UDP: u32 = 4;
+pub const FLOW_UDP: u8 = 4;
 
-/// Where a flow goes.
+/// How long a flow may stay idle in a state before it is over (its slot free for another flow,
+/// its next packet placed again): IPVS's default timeouts (`ipvsadm --set` shows tcp 900, tcpfin
+/// 120, udp 300; SYN_RECV is 60 in ip_vs_proto_tcp.c).
+pub const fn flow_timeout_secs(state: u8) -> u32 {
+    match state {
+        FLOW_ESTABLISHED => 900,
+        FLOW_SYN_RECV => 60,
+        FLOW_CLOSING => 120,
+        _ => 300,
+    }
+}
+
+/// [`flow_timeout_secs`] in flow-clock units ([`FLOW_CLOCK_SHIFT`]), by state (index `state & 7`):
+/// a table, so that the program reads it without a branch per state.
+pub const FLOW_TIMEOUTS: [u32; 8] = {
+    let mut t = [0; 8];
+    let mut state = 0;
+    while state < 8 {
+        t[state] =
+            ((flow_timeout_secs(state as u8) as u64 * 1_000_000_000) >> FLOW_CLOCK_SHIFT) as u32;
+        state += 1;
+    }
+    t
+};
+
+/// A program clock reading (ns) as the flow clock.
+pub const fn flow_clock(now_ns: u64) -> u32 {
+    (now_ns >> FLOW_CLOCK_SHIFT) as u32
+}
+
+/// One flow in the flow table (FLOWS4, FLOWS6): an array of [`FlowBucket`]s, each flow in a slot
+/// of the bucket its hash selects (see docs/dataplane.md, "The flow table").
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowEntry {
-    pub real_id: u32,
+pub struct FlowSlot {
+    /// The flow's tag (31 bits of a hash of the flow that does not select the bucket, with the
+    /// lowest bit set); 0: a free slot.
+    pub tag: u32,
+    pub real_id: u16,
+    /// `FLOW_*`.
+    pub state: u8,
+    pub _pad: u8,
     /// [`RealDef::generation`] when the flow was placed.
     pub real_generation: u32,
-    /// `FLOW_*`.
-    pub state: u32,
-    /// [`VipMeta::index`] of the flow's virtual service: a packet of a known flow needs no VIP
-    /// lookup.
-    pub vip_index: u32,
-    /// Program clock (ns) of the last packet, refreshed at most once a second (and, for a flow
-    /// the flow cache serves, at least every [`CACHE_FRESH_TICKS`]).
-    pub last_seen_ns: u64,
+    /// Flow clock ([`flow_clock`]) of the last packet, refreshed at most every
+    /// [`LAST_SEEN_GRANULARITY`] (and, for a flow the flow cache serves, at least every
+    /// [`CACHE_FRESH_TICKS`]). Wraps after 2.2 years; compared with wrapping arithmetic.
+    pub last_seen: u32,
 }
+
+impl FlowSlot {
+    /// Whether the slot holds a flow that is not over at flow clock `clock`.
+    #[inline(always)]
+    pub fn live(&self, clock: u32) -> bool {
+        self.tag != 0
+            && flow_age(clock, self.last_seen) <= FLOW_TIMEOUTS[(self.state & 7) as usize] as i32
+    }
+
+    /// Whether the slot's last-seen time is due a refresh at `clock` ([`LAST_SEEN_GRANULARITY`]).
+    #[inline(always)]
+    pub fn refresh_due(&self, clock: u32) -> bool {
+        flow_age(clock, self.last_seen) > LAST_SEEN_GRANULARITY as i32
+    }
+}
+
+/// How long ago, in flow-clock units, a flow last seen at `last_seen` was seen at `clock`. Signed:
+/// a last-seen time ahead of `clock` (written by a CPU, or the program, that read the clock a
+/// moment later than the reader) is a flow seen just now, not one 2³² units old.
+#[inline(always)]
+pub const fn flow_age(clock: u32, last_seen: u32) -> i32 {
+    clock.wrapping_sub(last_seen) as i32
+}
+
+/// The flow clock: program clock (ns) >> this (2²⁴ ns ≈ 16.8 ms).
+pub const FLOW_CLOCK_SHIFT: u32 = 24;
+
+/// How often a flow's last-seen time is refreshed, in flow-clock units (≈ 1 s): often enough for
+/// the idle timeouts, rarely enough not to write to the slot on every packet.
+pub const LAST_SEEN_GRANULARITY: u32 = 60;
+
+/// One bucket of the flow table: one cache line.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowBucket {
+    pub slots: [FlowSlot; crate::maps::FLOW_WAYS as usize],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowSlot>() == 16);
+const _: () = assert!(core::mem::size_of::<FlowBucket>() == 64);
 
 /// How long a flow cache entry serves packets before one goes to the flow table again to refresh
 /// its last-seen time, in kernel ticks (jiffies, which the program reads without a helper call):

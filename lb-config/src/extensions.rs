@@ -1,6 +1,6 @@
-//! xdirectord's own directives (`backend`, `interface`, `xdpmode`, `metrics`, `tunnelsource`),
-//! validated with
-//! messages in ldirectord's style. Unlike ldirectord's yes/no directives they forgive
+//! xdirectord's own directives (`backend`, `interface`, `xdpmode`, `metrics`, `tunnelsource`,
+//! `maxflows`, `maxtemplates`, `maxvirtuals`, `maxreals`), validated with messages in
+//! ldirectord's style. Unlike ldirectord's yes/no directives they forgive
 //! surrounding blanks: there is no old behaviour to keep, and that trap helps nobody.
 
 use std::net::SocketAddr;
@@ -73,6 +73,43 @@ pub(crate) fn metrics(value: &[u8], line: usize) -> Result<SocketAddr, Diagnosti
     })
 }
 
+/// A capacity (`maxflows`, `maxtemplates`, `maxvirtuals`, `maxreals`): digits, optionally
+/// followed by `k` or `M` (×1,024, ×1,048,576: `4M`), from `min` to `max`.
+pub(crate) fn capacity(
+    name: &str,
+    value: &[u8],
+    line: usize,
+    min: u32,
+    max: u32,
+) -> Result<u32, Diagnostic> {
+    let item = text(trim_space(value));
+    let invalid = || {
+        ours(
+            line,
+            format!("invalid {name} \"{item}\": a number from {min} to {max} is required"),
+        )
+    };
+    let (digits, unit) = match item.strip_suffix(['k', 'K']) {
+        Some(d) => (d, 1 << 10),
+        None => match item.strip_suffix('M') {
+            Some(d) => (d, 1 << 20),
+            None => (item.as_str(), 1),
+        },
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(invalid)?;
+    if !(u64::from(min)..=u64::from(max)).contains(&n) {
+        return Err(invalid());
+    }
+    Ok(n as u32)
+}
+
 /// `tunnelsource = PREFIX/LEN[,PREFIX/LEN]`: at most one IPv4 and one IPv6 prefix, each with
 /// host bits to vary (`172.16.0.0/12`, `fd00:100::/64`).
 pub(crate) fn tunnelsource(value: &[u8], line: usize) -> Result<Vec<TunnelPrefix>, Diagnostic> {
@@ -111,6 +148,25 @@ pub(crate) fn tunnelsource(value: &[u8], line: usize) -> Result<Vec<TunnelPrefix
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacities() {
+        let flows = |v: &[u8]| capacity("maxflows", v, 3, 4, 1 << 30);
+        assert_eq!(flows(b" 4194304").unwrap(), 4_194_304);
+        assert_eq!(flows(b"4M").unwrap(), 4 << 20);
+        assert_eq!(flows(b"64k ").unwrap(), 64 << 10);
+        assert_eq!(flows(b"1024M").unwrap(), 1 << 30);
+        for bad in [&b""[..], b"3", b"1025M", b"-4", b"4G", b"4 M", b"x"] {
+            let e = flows(bad).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!(
+                    "invalid maxflows \"{}\": a number from 4 to 1073741824 is required",
+                    String::from_utf8_lossy(bad).trim()
+                )
+            );
+        }
+    }
 
     #[test]
     fn tunnel_source_prefixes() {

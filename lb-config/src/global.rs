@@ -11,6 +11,7 @@ use crate::validate::{checkcount_deprecated, parse_emailalertstatus, read_emaila
 use crate::value::{
     digits_value, directive, first_digits, perl_true, quoted_directive, text, trim_space,
 };
+use lb_common::maps::{MAX_FLOWS, REALS_LIMIT, TEMPLATES_LIMIT, VIRTUALS_LIMIT};
 
 impl Reader<'_> {
     pub(crate) fn global_directive(&mut self, line: Line<'_>) -> Result<(), Diagnostic> {
@@ -147,6 +148,16 @@ impl Reader<'_> {
             self.global.metrics = Some(extensions::metrics(value, n)?);
         } else if let Some(value) = directive(body, "tunnelsource") {
             self.global.tunnelsource = extensions::tunnelsource(value, n)?;
+        } else if let Some(value) = directive(body, "maxflows") {
+            self.global.maxflows = extensions::capacity("maxflows", value, n, 4, MAX_FLOWS)?;
+        } else if let Some(value) = directive(body, "maxtemplates") {
+            self.global.maxtemplates =
+                extensions::capacity("maxtemplates", value, n, 1, TEMPLATES_LIMIT)?;
+        } else if let Some(value) = directive(body, "maxvirtuals") {
+            self.global.maxvirtuals =
+                extensions::capacity("maxvirtuals", value, n, 1, VIRTUALS_LIMIT)?;
+        } else if let Some(value) = directive(body, "maxreals") {
+            self.global.maxreals = extensions::capacity("maxreals", value, n, 2, REALS_LIMIT)?;
         } else if directive(body, "timeout").is_some() {
             return Err(err(
                 "timeout directive deprecated in favour of checktimeout and negotiatetimeout",

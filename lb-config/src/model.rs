@@ -88,6 +88,14 @@ pub struct GlobalSettings {
     /// xdirectord `tunnelsource`: per-flow outer sources for `ipip` reals, at most one prefix
     /// per family; empty: the director's address on the egress interface.
     pub tunnelsource: Vec<TunnelPrefix>,
+    /// xdirectord `maxflows`: flows per address family the XDP flow tables hold.
+    pub maxflows: u32,
+    /// xdirectord `maxtemplates`: persistence templates per address family (XDP).
+    pub maxtemplates: u32,
+    /// xdirectord `maxvirtuals`: virtual services the XDP data plane holds.
+    pub maxvirtuals: u32,
+    /// xdirectord `maxreals`: real server ids the XDP data plane holds (one is reserved).
+    pub maxreals: u32,
 }
 
 impl Default for GlobalSettings {
@@ -121,6 +129,10 @@ impl Default for GlobalSettings {
             xdpmode: None,
             metrics: None,
             tunnelsource: Vec::new(),
+            maxflows: lb_common::maps::DEFAULT_FLOWS,
+            maxtemplates: lb_common::maps::PERSIST_TABLE_SIZE,
+            maxvirtuals: lb_common::maps::MAX_VIPS,
+            maxreals: lb_common::maps::MAX_REALS,
         }
     }
 }

@@ -7,7 +7,7 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use lb_common::values::{
-    ConnCounts, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FlowEntry,
+    ConnCounts, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FlowSlot,
 };
 
 use crate::{
@@ -39,7 +39,7 @@ const MINUS_ONE: u64 = u64::MAX;
 
 /// The state a flow starts in, from its first packet.
 #[inline(always)]
-pub fn initial_state(is_tcp: bool, flags: u8) -> u32 {
+pub fn initial_state(is_tcp: bool, flags: u8) -> u8 {
     if !is_tcp {
         FLOW_UDP
     } else if flags & (TCP_FIN | TCP_RST) != 0 {
@@ -54,7 +54,7 @@ pub fn initial_state(is_tcp: bool, flags: u8) -> u32 {
 
 /// Counts a new flow in `state`.
 #[inline(always)]
-pub fn opened(real_id: u32, state: u32) {
+pub fn opened(real_id: u32, state: u8) {
     if state == FLOW_ESTABLISHED {
         add(real_id, 1, 0);
     } else {
@@ -64,7 +64,7 @@ pub fn opened(real_id: u32, state: u32) {
 
 /// Forgets a flow that ended in `state` and is being replaced (a new SYN on a closed tuple).
 #[inline(always)]
-pub fn closed(real_id: u32, state: u32) {
+pub fn closed(real_id: u32, state: u8) {
     if state == FLOW_ESTABLISHED {
         add(real_id, MINUS_ONE, 0);
     } else {
@@ -74,17 +74,17 @@ pub fn closed(real_id: u32, state: u32) {
 
 /// Moves a TCP flow along SYN_RECV → ESTABLISHED → CLOSING on a packet from the client.
 #[inline(always)]
-pub fn track(flow: &mut FlowEntry, flags: u8) {
+pub fn track(flow: &mut FlowSlot, flags: u8) {
     let closing = flags & (TCP_FIN | TCP_RST) != 0;
     match flow.state {
         FLOW_SYN_RECV if closing => flow.state = FLOW_CLOSING,
         FLOW_SYN_RECV if flags & TCP_ACK != 0 && flags & TCP_SYN == 0 => {
             flow.state = FLOW_ESTABLISHED;
-            add(flow.real_id, 1, MINUS_ONE);
+            add(flow.real_id as u32, 1, MINUS_ONE);
         }
         FLOW_ESTABLISHED if closing => {
             flow.state = FLOW_CLOSING;
-            add(flow.real_id, MINUS_ONE, 1);
+            add(flow.real_id as u32, MINUS_ONE, 1);
         }
         _ => {}
     }

@@ -5,7 +5,7 @@ use lb_common::{
     hash,
     keys::{Flow4Key, Flow6Key, Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps::{FLOW_CACHE_SIZE, MAX_CPUS},
-    values::{Cached4, Cached6, CachedFlow, FlowEntry, FragEntry, PersistEntry, VipMeta},
+    values::{Cached4, Cached6, CachedFlow, FlowBucket, FragEntry, PersistEntry, VipMeta},
 };
 
 use core::ffi::c_void;
@@ -36,8 +36,8 @@ pub trait Family {
     fn vip_fold(packet: &Packet<Self::Addr>) -> u64;
     fn vip(packet: &Packet<Self::Addr>) -> Option<*const VipMeta>;
     fn flow_key(packet: &Packet<Self::Addr>) -> Self::FlowKey;
-    fn flow(key: &Self::FlowKey) -> Option<*mut FlowEntry>;
-    fn insert_flow(key: &Self::FlowKey, entry: &FlowEntry);
+    /// The flow table's bucket `index` ([`crate::flows`]).
+    fn flow_bucket(index: u32) -> Option<*mut FlowBucket>;
     fn flow_hash(key: &Self::FlowKey) -> u32;
     fn addr_hash(addr: &Self::Addr) -> u32;
     fn persist_key(
@@ -60,8 +60,8 @@ pub trait Family {
     fn cache_slot(hash: u32) -> Option<*mut Self::Cached>;
     /// The cached flow in `slot`, if it is the packet's.
     fn cached<'a>(slot: &'a Self::Cached, packet: &Packet<Self::Addr>) -> Option<&'a CachedFlow>;
-    /// Caches `entry` for `key` in `slot`.
-    fn cache(slot: &mut Self::Cached, key: &Self::FlowKey, entry: &FlowEntry, tick: u64);
+    /// Caches `flow` for `key` in `slot`.
+    fn cache(slot: &mut Self::Cached, key: &Self::FlowKey, flow: CachedFlow);
     /// Empties the slot of a cache hash on every CPU (the flow was placed again).
     fn uncache_everywhere(hash: u32);
 }
@@ -104,18 +104,6 @@ fn ports_word(sport: u16, dport: u16) -> u32 {
 #[inline(always)]
 fn cache_index(hash: u32) -> u32 {
     hash >> (32 - FLOW_CACHE_SIZE.trailing_zeros())
-}
-
-/// What the cache keeps of `entry`, refreshed at `tick`.
-#[inline(always)]
-fn cached_flow(entry: &FlowEntry, tick: u64) -> CachedFlow {
-    CachedFlow {
-        real_id: entry.real_id,
-        real_generation: entry.real_generation,
-        vip_index: entry.vip_index,
-        _pad: 0,
-        refreshed_tick: tick,
-    }
 }
 
 /// A per-CPU flow cache map, for [`clear_on_every_cpu`].
@@ -246,15 +234,8 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn flow(key: &Flow4Key) -> Option<*mut FlowEntry> {
-        FLOWS4.get_ptr_mut(key)
-    }
-
-    #[inline(always)]
-    fn insert_flow(key: &Flow4Key, entry: &FlowEntry) {
-        // A full table evicts its least recently used flow; an error leaves this flow to be
-        // placed again by the consistent-hash table on its next packet.
-        let _ = FLOWS4.insert(key, entry, 0);
+    fn flow_bucket(index: u32) -> Option<*mut FlowBucket> {
+        FLOWS4.get_ptr_mut(index)
     }
 
     #[inline(always)]
@@ -325,9 +306,9 @@ impl Family for V4 {
     }
 
     #[inline(always)]
-    fn cache(slot: &mut Cached4, key: &Flow4Key, entry: &FlowEntry, tick: u64) {
+    fn cache(slot: &mut Cached4, key: &Flow4Key, flow: CachedFlow) {
         slot.key = *key;
-        slot.flow = cached_flow(entry, tick);
+        slot.flow = flow;
     }
 
     #[inline(always)]
@@ -386,13 +367,8 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn flow(key: &Flow6Key) -> Option<*mut FlowEntry> {
-        FLOWS6.get_ptr_mut(key)
-    }
-
-    #[inline(always)]
-    fn insert_flow(key: &Flow6Key, entry: &FlowEntry) {
-        let _ = FLOWS6.insert(key, entry, 0);
+    fn flow_bucket(index: u32) -> Option<*mut FlowBucket> {
+        FLOWS6.get_ptr_mut(index)
     }
 
     #[inline(always)]
@@ -476,9 +452,9 @@ impl Family for V6 {
     }
 
     #[inline(always)]
-    fn cache(slot: &mut Cached6, key: &Flow6Key, entry: &FlowEntry, tick: u64) {
+    fn cache(slot: &mut Cached6, key: &Flow6Key, flow: CachedFlow) {
         slot.key = *key;
-        slot.flow = cached_flow(entry, tick);
+        slot.flow = flow;
     }
 
     #[inline(always)]

@@ -8,12 +8,13 @@
 use core::marker::PhantomData;
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::{IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{IPPROTO_TCP, IPPROTO_UDP, values::flow_clock};
 
 use crate::{
     clock::now,
     family::Family,
     filter::maybe_vip,
+    flows,
     forward::{self, Counted},
     maps::REALS,
     parse::{NotForUs, Packet, Quoted, be16, dword, frame_len, ptr_at, word},
@@ -164,20 +165,26 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
         ..as_sent
     };
     let len = quoted.len as u64;
-    if !maybe_vip(F::vip_fold(&packet)) {
+    let vip_fold = F::vip_fold(&packet);
+    if !maybe_vip(vip_fold) {
         stats::global(|s| s.icmp_not_vip += 1);
         return xdp_action::XDP_PASS;
     }
     let flow_key = F::flow_key(&packet);
-    if let Some(flow) = F::flow(&flow_key) {
+    let clock = flow_clock(now());
+    let tag_hash = F::cache_hash(vip_fold, &packet);
+    // (`settled` only matters to a new flow's room: an error places none.)
+    let flow_hash = F::flow_hash(&flow_key);
+    let bucket = flows::bucket::<F>(flow_hash, tag_hash, clock, false);
+    if let Some(flow) = bucket.found::<F>() {
         // SAFETY: read before any other operation on the flow table.
         let flow = unsafe { &*flow };
-        if let Some(real) =
-            schedule::usable_real(flow.real_id, flow.real_generation, flow.vip_index)
+        if flow.live(clock)
+            && let Some(real) = schedule::flow_real(flow.real_id, flow.real_generation, vip_fold)
         {
             let counted = Counted {
-                vip_index: flow.vip_index,
-                real_id: flow.real_id,
+                vip_index: real.vip_index,
+                real_id: flow.real_id as u32,
                 len,
                 new_flow: false,
             };
@@ -194,7 +201,7 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
     };
     // SAFETY: VIPS maps are BPF_F_NO_PREALLOC: the element stays valid for this program run.
     let meta = unsafe { &*meta };
-    let placed = schedule::for_lost_flow::<F>(meta, &packet, &flow_key, now())
+    let placed = schedule::for_lost_flow::<F>(meta, &packet, flow_hash, now())
         .and_then(|id| Some((id, REALS.get(id)?)));
     let Some((real_id, real)) = placed else {
         stats::global(|s| s.no_real += 1);

@@ -19,6 +19,7 @@ mod clock;
 mod conns;
 mod family;
 mod filter;
+mod flows;
 mod forward;
 mod frag;
 mod icmp;
@@ -33,7 +34,8 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     IPPROTO_TCP,
     values::{
-        CACHE_FRESH_TICKS, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, FlowEntry, RealDef, VipMeta,
+        CACHE_FRESH_TICKS, CachedFlow, FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_UDP, RealDef, VipMeta,
+        flow_clock,
     },
 };
 
@@ -42,10 +44,6 @@ use family::{Family, V4, V6};
 use forward::Counted;
 use maps::REALS;
 use parse::{Network, NotForUs, Packet, Parsed, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-
-/// How often a flow's last-seen time is refreshed: often enough for the agent's idle timeouts,
-/// rarely enough not to write to the flow entry on every packet.
-const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
 #[xdp]
 pub fn xdirectord(ctx: XdpContext) -> u32 {
@@ -82,7 +80,7 @@ fn dispatch<F: Family>(ctx: &XdpContext, parsed: Parsed<F::Addr>) -> u32 {
 /// Flows whose ordinary packets change nothing in the flow table: they may be served from the
 /// flow cache.
 #[inline(always)]
-fn cacheable(state: u32) -> bool {
+fn cacheable(state: u8) -> bool {
     state == FLOW_ESTABLISHED || state == FLOW_UDP
 }
 
@@ -122,59 +120,84 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
     }
 
     let flow_key = F::flow_key(packet);
-    // Step: the flow table. A known flow goes to its real without a VIP lookup: the flow
-    // remembers its VIP, and a real removed from it (or a VIP removed) no longer has the
-    // generation the flow remembers.
-    if let Some(flow) = F::flow(&flow_key) {
-        // SAFETY: used before any other operation on the flow table.
+    let now = now();
+    let clock = flow_clock(now);
+    // Whether the flow would start established (or UDP): such a flow may push a half-open one
+    // out of a full bucket. (Its state itself is worked out after the scheduling: carried over
+    // it, each state would have the verifier walk the schedulers once more.)
+    let settled = !is_tcp || flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0;
+    // The flow's hash: its bucket, and its place in the consistent-hash table.
+    let flow_hash = F::flow_hash(&flow_key);
+    let bucket = flows::bucket::<F>(flow_hash, cache_hash, clock, settled);
+    // Step: the flow table. A known flow goes to its real without a VIP lookup: its real still
+    // has the generation the flow remembers (a removed real or VIP has not), and belongs to the
+    // packet's VIP (tags are 31 bits: a tag shared by two flows never crosses virtual services).
+    if let Some(flow) = bucket.found::<F>() {
+        // SAFETY: a slot of the flow table; another CPU may write it at the same moment, which
+        // at worst sends this packet where that CPU's flow goes.
         let flow = unsafe { &mut *flow };
-        if let Some(real) =
-            schedule::usable_real(flow.real_id, flow.real_generation, flow.vip_index)
+        if flow.live(clock)
+            && let Some(real) = schedule::flow_real(flow.real_id, flow.real_generation, vip_fold)
         {
             if !(syn && flow.state == FLOW_CLOSING) {
                 if is_tcp {
                     conns::track(flow, flags);
                 }
-                let now = now();
-                if now.wrapping_sub(flow.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
-                    flow.last_seen_ns = now;
+                if flow.refresh_due(clock) {
+                    flow.last_seen = clock;
                 }
+                let counted = Counted {
+                    vip_index: real.vip_index,
+                    real_id: flow.real_id as u32,
+                    len: packet.len as u64,
+                    new_flow: false,
+                };
                 if cacheable(flow.state)
                     && let Some(slot) = slot
                 {
                     // SAFETY: as above.
-                    F::cache(unsafe { &mut *slot }, &flow_key, flow, tick());
+                    F::cache(
+                        unsafe { &mut *slot },
+                        &flow_key,
+                        cached(&counted, real, tick()),
+                    );
                 }
-                let counted = Counted {
-                    vip_index: flow.vip_index,
-                    real_id: flow.real_id,
-                    len: packet.len as u64,
-                    new_flow: false,
-                };
                 return to_real::<F>(ctx, packet, real, counted);
             }
             // A new connection on the tuple of a closed one: forget the old, place the new, and
             // make sure no CPU's cache still sends it to the old real.
-            conns::closed(flow.real_id, flow.state);
+            conns::closed(flow.real_id as u32, flow.state);
             F::uncache_everywhere(cache_hash);
         }
-        // Otherwise its real was removed (and no cache still holds it: the real's generation
-        // changed): place the flow again.
+        // Otherwise it is over (idle past its timeout) or its real was removed: place the flow
+        // again, in the same slot.
     }
 
-    // Step: the VIP and its persistence or scheduler; the flow is remembered.
+    // Step: the VIP and its persistence or scheduler; the flow is remembered if its bucket has
+    // room for it. A flow that is not remembered is placed where its next packets will find it
+    // again without the table: by persistence or the consistent-hash table.
     let Some(meta) = F::vip(packet) else {
         stats::global(|s| s.passed += 1);
         return xdp_action::XDP_PASS;
     };
     // SAFETY: VIPS maps are BPF_F_NO_PREALLOC: the element stays valid for this program run.
     let meta: &VipMeta = unsafe { &*meta };
-    let now = now();
-    let real_id = if is_tcp && !syn {
+    // Only the room's way is carried over the scheduling: counted here, an eviction is one
+    // decided (the packet may still find no real and be dropped).
+    let room = bucket.room();
+    if !room.stored() {
+        stats::global(|s| s.flow_table_full += 1);
+    } else if room.evicts {
+        stats::global(|s| s.flow_evicted += 1);
+    }
+    let lost = is_tcp && !syn;
+    if lost {
         stats::global(|s| s.flow_miss_non_syn += 1);
-        schedule::for_lost_flow::<F>(meta, packet, &flow_key, now)
+    }
+    let real_id = if lost || !room.stored() {
+        schedule::for_lost_flow::<F>(meta, packet, flow_hash, now)
     } else {
-        schedule::for_new_flow::<F>(meta, packet, &flow_key, now)
+        schedule::for_new_flow::<F>(meta, packet, flow_hash, now)
     };
     let Some(real_id) = real_id else {
         stats::global(|s| s.no_real += 1);
@@ -184,29 +207,40 @@ fn balance<F: Family>(ctx: &XdpContext, packet: &Packet<F::Addr>) -> u32 {
         stats::global(|s| s.no_real += 1);
         return xdp_action::XDP_DROP;
     };
-    let state = conns::initial_state(is_tcp, flags);
-    let entry = FlowEntry {
-        real_id,
-        real_generation: real.generation,
-        state,
-        vip_index: meta.index,
-        last_seen_ns: now,
-    };
-    F::insert_flow(&flow_key, &entry);
-    if cacheable(state)
-        && let Some(slot) = slot
-    {
-        // SAFETY: as above.
-        F::cache(unsafe { &mut *slot }, &flow_key, &entry, tick());
-    }
-    conns::opened(real_id, state);
     let counted = Counted {
         vip_index: meta.index,
         real_id,
         len: packet.len as u64,
         new_flow: true,
     };
+    if room.stored() {
+        let state = conns::initial_state(is_tcp, flags);
+        bucket.write::<F>(&room, real_id, real.generation, state, clock);
+        conns::opened(real_id, state);
+        if cacheable(state)
+            && let Some(slot) = slot
+        {
+            // SAFETY: as above.
+            F::cache(
+                unsafe { &mut *slot },
+                &flow_key,
+                cached(&counted, real, tick()),
+            );
+        }
+    }
     to_real::<F>(ctx, packet, real, counted)
+}
+
+/// What the flow cache keeps of a flow going to `real`, refreshed at `tick`.
+#[inline(always)]
+fn cached(counted: &Counted, real: &RealDef, tick: u64) -> CachedFlow {
+    CachedFlow {
+        real_id: counted.real_id,
+        real_generation: real.generation,
+        vip_index: counted.vip_index,
+        _pad: 0,
+        refreshed_tick: tick,
+    }
 }
 
 /// Sends a packet to the real a step chose; a first fragment's real is remembered for the

@@ -6,21 +6,23 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    keys::{Flow4Key, Flow6Key, Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    keys::{Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps::{
-        BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, FLOW_CACHE_SIZE, FLOW_TABLE_SIZE, FRAG_TABLE_SIZE,
-        MAX_PORTS, MAX_REALS, MAX_SLOTS, MAX_VIPS, PERSIST_TABLE_SIZE,
+        BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, DEFAULT_FLOWS, FLOW_CACHE_SIZE, FRAG_TABLE_SIZE,
+        MAX_PORTS, MAX_REALS, MAX_SLOTS, MAX_VIPS, PERSIST_TABLE_SIZE, flow_buckets,
     },
     stats::{GlobalStats, TrafficStats},
     values::{
-        Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
-        TunnelJob, VipFilter, VipMeta, WrrSeq,
+        Cached4, Cached6, ConnCounts, FlowBucket, FragEntry, PersistEntry, RealDef, Ring,
+        SlotReals, TunnelJob, VipFilter, VipMeta, WrrSeq,
     },
 };
 
 const VIPS: usize = MAX_VIPS as usize;
 const REALS_N: usize = MAX_REALS as usize;
 const SLOTS: usize = MAX_SLOTS as usize;
+/// The flow tables' size in the object; the loader sets the configured one.
+const FLOW_BUCKETS_N: usize = flow_buckets(DEFAULT_FLOWS) as usize;
 
 #[btf_map]
 pub static VIP_FILTER: Array<VipFilter, 1> = Array::new();
@@ -39,19 +41,9 @@ pub static WRR_SEQS: Array<WrrSeq, SLOTS> = Array::new();
 #[btf_map]
 pub static WRR_CURSORS: PerCpuArray<u32, SLOTS> = PerCpuArray::new();
 #[btf_map]
-pub static FLOWS4: LruHashMap<
-    Flow4Key,
-    FlowEntry,
-    { FLOW_TABLE_SIZE as usize },
-    BPF_F_NO_COMMON_LRU,
-> = LruHashMap::new();
+pub static FLOWS4: Array<FlowBucket, FLOW_BUCKETS_N, BPF_F_MMAPABLE> = Array::new();
 #[btf_map]
-pub static FLOWS6: LruHashMap<
-    Flow6Key,
-    FlowEntry,
-    { FLOW_TABLE_SIZE as usize },
-    BPF_F_NO_COMMON_LRU,
-> = LruHashMap::new();
+pub static FLOWS6: Array<FlowBucket, FLOW_BUCKETS_N, BPF_F_MMAPABLE> = Array::new();
 #[btf_map]
 pub static FLOW_CACHE4: PerCpuArray<Cached4, { FLOW_CACHE_SIZE as usize }> = PerCpuArray::new();
 #[btf_map]

@@ -31,6 +31,17 @@ pub fn usable_real(real_id: u32, generation: u32, vip_index: u32) -> Option<&'st
     (real.generation == generation && real.vip_index == vip_index).then_some(real)
 }
 
+/// The real a flow-table slot names, if it is still the one the flow was placed on (same
+/// generation) and belongs to the packet's VIP (`vip_fold`, [`Family::vip_fold`]).
+#[inline(always)]
+pub fn flow_real(real_id: u16, generation: u32, vip_fold: u64) -> Option<&'static RealDef> {
+    if real_id == 0 {
+        return None;
+    }
+    let real = REALS.get(real_id as u32)?;
+    (real.generation == generation && real.vip_fold == vip_fold).then_some(real)
+}
+
 #[inline(always)]
 fn slot_real(meta: &VipMeta, index: u32) -> Option<&'static SlotReal> {
     SLOT_REALS.get(meta.slot)?.reals.get(index as usize)
@@ -73,17 +84,17 @@ fn persistent_real<F: Family>(
 pub fn for_new_flow<F: Family>(
     meta: &VipMeta,
     packet: &Packet<F::Addr>,
-    flow: &F::FlowKey,
+    flow_hash: u32,
     now: u64,
 ) -> Option<u32> {
     if meta.flags & VIP_F_PERSISTENT == 0 {
-        return by_scheduler::<F>(meta, packet, flow);
+        return by_scheduler::<F>(meta, packet, flow_hash);
     }
     let key = F::persist_key(packet, &meta.persist_mask, meta.index);
     if let Some(real_id) = persistent_real::<F>(meta, &key, now, true) {
         return Some(real_id);
     }
-    let real_id = by_scheduler::<F>(meta, packet, flow)?;
+    let real_id = by_scheduler::<F>(meta, packet, flow_hash)?;
     // No template to the fallback: clients return to the reals as soon as one is back.
     if real_id != meta.fallback {
         let real = REALS.get(real_id)?;
@@ -103,7 +114,7 @@ pub fn for_new_flow<F: Family>(
 pub fn for_lost_flow<F: Family>(
     meta: &VipMeta,
     packet: &Packet<F::Addr>,
-    flow: &F::FlowKey,
+    flow_hash: u32,
     now: u64,
 ) -> Option<u32> {
     if meta.n_live == 0 {
@@ -115,7 +126,7 @@ pub fn for_lost_flow<F: Family>(
             return Some(real_id);
         }
     }
-    ring(meta, ring_hash::<F>(meta, packet, flow))
+    ring(meta, ring_hash::<F>(meta, packet, flow_hash))
 }
 
 #[inline(always)]
@@ -123,15 +134,16 @@ fn fallback(meta: &VipMeta) -> Option<u32> {
     (meta.fallback != 0).then_some(meta.fallback)
 }
 
-/// The hash that indexes the consistent-hash table: what the scheduler hashes on, or the flow.
+/// The hash that indexes the consistent-hash table: what the scheduler hashes on, or the flow
+/// (`flow_hash`, [`Family::flow_hash`], which also picked the flow's bucket).
 #[inline(always)]
-fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet<F::Addr>, flow: &F::FlowKey) -> u32 {
+fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet<F::Addr>, flow_hash: u32) -> u32 {
     if meta.scheduler == Scheduler::Sh as u32 {
         F::addr_hash(&F::src(packet))
     } else if meta.scheduler == Scheduler::Dh as u32 {
         F::addr_hash(&F::dst(packet))
     } else {
-        F::flow_hash(flow)
+        flow_hash
     }
 }
 
@@ -139,7 +151,7 @@ fn ring_hash<F: Family>(meta: &VipMeta, packet: &Packet<F::Addr>, flow: &F::Flow
 fn by_scheduler<F: Family>(
     meta: &VipMeta,
     packet: &Packet<F::Addr>,
-    flow: &F::FlowKey,
+    flow_hash: u32,
 ) -> Option<u32> {
     if meta.n_live == 0 {
         return fallback(meta);
@@ -148,7 +160,7 @@ fn by_scheduler<F: Family>(
     if s == Scheduler::Wrr as u32 || s == Scheduler::Rr as u32 {
         round_robin(meta)
     } else if s == Scheduler::Sh as u32 || s == Scheduler::Dh as u32 || s == Scheduler::Mh as u32 {
-        ring(meta, ring_hash::<F>(meta, packet, flow))
+        ring(meta, ring_hash::<F>(meta, packet, flow_hash))
     } else {
         least_connections(meta)
     }

@@ -67,6 +67,12 @@ pub fn open_backend(config: &Config, overrides: &BackendOverrides) -> Result<Ope
             _ => XdpMode::Native,
         },
         tunnel_source: config.global.tunnelsource.clone(),
+        capacity: xdp::Capacity {
+            flows: config.global.maxflows,
+            templates: config.global.maxtemplates,
+            virtuals: config.global.maxvirtuals,
+            reals: config.global.maxreals,
+        },
     });
     let xdp = match &xdp_options {
         Some(options) if needs(BackendKind::Xdp) || pinned => Some(XdpBackend::open(options)?),
@@ -491,6 +497,23 @@ impl AgentLoop {
         if old.global.tunnelsource != new.global.tunnelsource {
             logger
                 .log("tunnelsource changed: the change takes effect when xdirectord is restarted");
+        }
+        let capacity = |c: &Config| {
+            let g = &c.global;
+            [
+                ("maxflows", g.maxflows),
+                ("maxtemplates", g.maxtemplates),
+                ("maxvirtuals", g.maxvirtuals),
+                ("maxreals", g.maxreals),
+            ]
+        };
+        for ((name, old), (_, new)) in capacity(old).into_iter().zip(capacity(new)) {
+            if old != new {
+                logger.log(format!(
+                    "{name} changed: the change takes effect when xdirectord is stopped and \
+                     started again (a restart keeps the data plane's maps and what they hold)"
+                ));
+            }
         }
         let keys = |c: &Config| {
             c.virtuals

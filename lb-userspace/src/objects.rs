@@ -1,7 +1,7 @@
 //! The XDP programs, compiled for the BPF target by the build script and embedded in the binary.
 //!
 //! The agent's binary embeds the balancer only. The programs the tests and benchmarks load
-//! besides (the balancer with a test clock, the benchmark's yardstick, `xdp-pass`, the bench
+//! besides (the balancer with a test clock, the benchmark's yardsticks, `xdp-pass`, the bench
 //! driver) are embedded with the `test-support` feature, which the `tests` crate turns on.
 
 /// The balancer (program `xdirectord`, and its tunnel program), as the agent runs it.
@@ -22,6 +22,12 @@ pub static PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 #[cfg(feature = "test-support")]
 pub static BENCH_DRIVER: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-bench-driver"));
+/// The benchmark's floor for a new flow (program `xdp_memory_floor`): one random read of a
+/// 64-byte bucket from a map the size of a flow table (`MEMORY_FLOOR_BUCKETS`, its number of
+/// buckets in the `.rodata` global `lb_common::maps::FLOW_BUCKETS`, both set at load).
+#[cfg(feature = "test-support")]
+pub static MEMORY_FLOOR: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp-memory-floor"));
 
 /// Program names inside the objects.
 pub const BALANCER_PROGRAM: &str = "xdirectord";
@@ -35,3 +41,7 @@ pub const PASS_PROGRAM: &str = "xdp_pass";
 pub const BENCH_DRIVER_PROGRAM: &str = "xdp_bench_driver";
 #[cfg(feature = "test-support")]
 pub const BENCH_DRIVER_NEXT: &str = "NEXT";
+#[cfg(feature = "test-support")]
+pub const MEMORY_FLOOR_PROGRAM: &str = "xdp_memory_floor";
+#[cfg(feature = "test-support")]
+pub const MEMORY_FLOOR_BUCKETS: &str = "BUCKETS";

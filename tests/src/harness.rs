@@ -10,7 +10,7 @@ use std::{collections::HashMap, net::IpAddr, process::Command};
 use aya::{TestRun as _, TestRunOptions, programs::Xdp};
 use lb_common::stats::GlobalStats;
 use xdirectord::{
-    backend::xdp::{Dataplane, Paths, ProgramClock, RealPath, load_unattached},
+    backend::xdp::{Capacity, Dataplane, Paths, ProgramClock, RealPath, load_unattached},
     objects,
     table::DesiredTable,
 };
@@ -28,6 +28,24 @@ pub struct StaticPaths(pub HashMap<IpAddr, RealPath>);
 impl StaticPaths {
     pub fn set(&mut self, addr: &str, path: RealPath) {
         self.0.insert(addr.parse().expect("address"), path);
+    }
+
+    /// Each of `addrs` a neighbour on the test run's interface (`lo`, ifindex 1), untagged, with
+    /// its own MAC ([`crate::table::mac_of`]), so that a frame's destination MAC names its real.
+    pub fn neighbours(&mut self, addrs: &[&str]) {
+        for addr in addrs {
+            self.set(
+                addr,
+                RealPath::Neighbour {
+                    ifindex: 1,
+                    mac: crate::table::mac_of(addr.parse().expect("address")),
+                    src_mac: crate::packet::DIRECTOR_MAC,
+                    vlan: 0,
+                    mtu: 1500,
+                    source: None,
+                },
+            );
+        }
     }
 }
 
@@ -98,6 +116,10 @@ pub fn run(argv: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Flows per family of a harness's flow tables: room for any test's flows, 1 MiB per family
+/// (the agent's default, `maxflows`, is 4M: 64 MiB), so that many harnesses load fast.
+pub const TEST_FLOWS: u32 = 1 << 16;
+
 /// The balancer, loaded but not attached, in a private namespace.
 pub struct Harness {
     ebpf: aya::Ebpf,
@@ -115,9 +137,33 @@ impl Harness {
         Harness::new_in_current_netns(ProgramClock::Test)
     }
 
-    /// A harness in the calling thread's namespace as it is.
+    /// [`Harness::new`] with flow tables of `flows` flows.
+    pub fn new_with_flows(flows: u32) -> Harness {
+        private_netns();
+        stay_on_this_cpu();
+        Harness::with_flows(ProgramClock::Test, flows)
+    }
+
+    /// A harness in the calling thread's namespace as it is, with flow tables of
+    /// [`TEST_FLOWS`] flows.
     pub fn new_in_current_netns(clock: ProgramClock) -> Harness {
-        let (ebpf, dataplane) = load_unattached(clock).expect("loading the balancer");
+        Harness::with_flows(clock, TEST_FLOWS)
+    }
+
+    /// A harness in the calling thread's namespace, with flow tables of `flows` flows.
+    pub fn with_flows(clock: ProgramClock, flows: u32) -> Harness {
+        Harness::with_capacity(
+            clock,
+            Capacity {
+                flows,
+                ..Capacity::default()
+            },
+        )
+    }
+
+    /// A harness in the calling thread's namespace, with maps of `capacity`.
+    pub fn with_capacity(clock: ProgramClock, capacity: Capacity) -> Harness {
+        let (ebpf, dataplane) = load_unattached(clock, capacity).expect("loading the balancer");
         Harness {
             ebpf,
             dataplane,

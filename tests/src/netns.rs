@@ -173,3 +173,49 @@ impl Drop for PacketSocket {
         unsafe { libc::close(self.fd) };
     }
 }
+
+/// A raw IP socket of the calling thread's namespace: sends packets whose IP header the caller
+/// writes (`IPPROTO_RAW`; the kernel fills in an IPv4 header's checksum) or, with another
+/// protocol, whose payload it writes after the kernel's header. Closed on drop.
+pub struct RawIp {
+    fd: i32,
+}
+
+impl RawIp {
+    /// A raw socket of `family` (`AF_INET`, `AF_INET6`) for `protocol`.
+    pub fn open(family: i32, protocol: i32) -> RawIp {
+        // SAFETY: a plain socket call; the descriptor is closed on drop.
+        let fd = unsafe { libc::socket(family, libc::SOCK_RAW, protocol) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        RawIp { fd }
+    }
+
+    /// Sends `packet` towards `to`.
+    pub fn send(&self, to: std::net::IpAddr, packet: &[u8]) {
+        let addr = socket2::SockAddr::from(std::net::SocketAddr::new(to, 0));
+        // SAFETY: the address and the packet outlive the call.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd,
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                addr.as_ptr().cast(),
+                addr.len(),
+            )
+        };
+        assert_eq!(
+            sent,
+            packet.len() as isize,
+            "sendto {to}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl Drop for RawIp {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptor, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}

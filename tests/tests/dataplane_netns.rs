@@ -13,7 +13,7 @@ use lb_common::values::{VIP_FILTER_WORDS, VipFilter};
 use xdirectord::{
     backend::{
         Backend,
-        xdp::{XdpBackend, XdpMode as Mode, XdpOptions, pin_dir},
+        xdp::{Capacity, XdpBackend, XdpMode as Mode, XdpOptions, pin_dir},
     },
     objects,
     table::{DesiredTable, Forwarding, Protocol, Real, Service, ServiceAttrs, ServiceKey},
@@ -129,6 +129,10 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
         interfaces: vec!["d0".into()],
         mode: Mode::Native,
         tunnel_source: Vec::new(),
+        capacity: Capacity {
+            flows: xdirectord_tests::harness::TEST_FLOWS,
+            ..Capacity::default()
+        },
     };
     let mut backend = XdpBackend::open(&options).expect("open");
     xdirectord_tests::table::apply(&mut backend, &table([1, 1]));
@@ -159,8 +163,8 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
     assert_eq!(send_and_catch(ACK, 40000), MAC_A);
 
     // Restart: drop the backend without a clean stop and open it again. The pinned program
-    // keeps running and the flow table is reused: the established flow stays on REAL_A even
-    // though REAL_A now takes no new flows.
+    // keeps running and the flow table is reused (whatever maxflows now says): the established
+    // flow stays on REAL_A even though REAL_A now takes no new flows.
     director.enter();
     let program_before = director.ip(&["link", "show", "d0"]);
     drop(backend);
@@ -177,7 +181,23 @@ fn a_frame_to_the_vip_leaves_towards_the_real_in_native_mode_and_survives_a_rest
             0,
         )
         .unwrap();
-    let mut backend = XdpBackend::open(&options).expect("reopen");
+    // Larger capacities: the pinned maps (and the flows they hold) are kept, at their size.
+    let larger = XdpOptions {
+        capacity: Capacity {
+            flows: options.capacity.flows * 4,
+            templates: options.capacity.templates * 2,
+            virtuals: options.capacity.virtuals * 2,
+            reals: options.capacity.reals * 2,
+        },
+        ..options.clone()
+    };
+    let mut backend = XdpBackend::open(&larger).expect("reopen");
+    let tables = backend.dataplane().flow_tables().unwrap();
+    assert_eq!(tables.ipv4.capacity, u64::from(options.capacity.flows));
+    assert_eq!(
+        tables.ipv4.entries, 2,
+        "the two flows are still in the table"
+    );
     // What the previous agent left reads back as what it applied.
     assert_eq!(backend.held().expect("held"), table([1, 1]));
     // The agent refreshes every second from its start, also while it holds off its first apply
@@ -248,6 +268,10 @@ fn a_pinned_link_whose_interface_was_made_again_is_replaced() {
         interfaces: vec!["d0".into()],
         mode: Mode::Native,
         tunnel_source: Vec::new(),
+        capacity: Capacity {
+            flows: xdirectord_tests::harness::TEST_FLOWS,
+            ..Capacity::default()
+        },
     };
     drop(XdpBackend::open(&options).expect("open"));
     director.ip(&["link", "del", "d0"]);

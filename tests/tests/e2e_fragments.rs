@@ -16,6 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use xdirectord_tests::netns::RawIp;
 use xdirectord_tests::packet::Frame;
 use xdirectord_tests::topology::Topology;
 use xtask::lab::agent::Agent;
@@ -155,10 +156,8 @@ fn reverse_fragmented(client: IpAddr, vip: IpAddr) -> Result<Vec<String>, String
     } else {
         libc::AF_INET
     };
-    // IPPROTO_RAW: the packets carry their own IP headers (the kernel fills in an IPv4 header's
-    // checksum). SAFETY: a plain socket call; the descriptor is closed below.
-    let raw = unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    // IPPROTO_RAW: the packets carry their own IP headers.
+    let raw = RawIp::open(family, libc::IPPROTO_RAW);
     let mut served = Vec::new();
     let mut result = Ok(());
     'sockets: for s in 0..SOCKETS {
@@ -170,7 +169,7 @@ fn reverse_fragmented(client: IpAddr, vip: IpAddr) -> Result<Vec<String>, String
             let frames = fragments(client, vip, sport, &data, id);
             let send = || {
                 for frame in &frames {
-                    send_raw(raw, vip, frame);
+                    raw.send(vip, frame);
                 }
             };
             match exchange(&socket, &data, &send) {
@@ -182,49 +181,7 @@ fn reverse_fragmented(client: IpAddr, vip: IpAddr) -> Result<Vec<String>, String
             }
         }
     }
-    // SAFETY: our own descriptor.
-    unsafe { libc::close(raw) };
     result.map(|()| served)
-}
-
-fn send_raw(raw: i32, to: IpAddr, packet: &[u8]) {
-    // SAFETY: socket addresses filled in here; the packet outlives the call.
-    let sent = unsafe {
-        match to {
-            IpAddr::V4(a) => {
-                let mut addr: libc::sockaddr_in = std::mem::zeroed();
-                addr.sin_family = libc::AF_INET as u16;
-                addr.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-                libc::sendto(
-                    raw,
-                    packet.as_ptr().cast(),
-                    packet.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_in>() as u32,
-                )
-            }
-            IpAddr::V6(a) => {
-                let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
-                addr.sin6_family = libc::AF_INET6 as u16;
-                addr.sin6_addr.s6_addr = a.octets();
-                libc::sendto(
-                    raw,
-                    packet.as_ptr().cast(),
-                    packet.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                )
-            }
-        }
-    };
-    assert_eq!(
-        sent,
-        packet.len() as isize,
-        "sendto {to}: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 /// The fragments (IP header included) of a UDP datagram, at most 1500 bytes each: the first,
@@ -359,16 +316,14 @@ fn a_later_fragment_that_overtakes_its_first_goes_to_the_directors_kernel() {
     let Some(site) = build() else { return };
     let vip: Ipv4Addr = VIP.parse().unwrap();
     let outcome = in_ns(&site.client, || {
-        // SAFETY: a plain socket call; the descriptor is closed below.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-        assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let raw = RawIp::open(libc::AF_INET, libc::IPPROTO_RAW);
         let socket = udp_socket(CLIENT.into(), vip.into());
         let sport = socket.local_addr().unwrap().port();
         let data = payload(9000, 7);
         // [first, last, …]: the last fragment goes out before the first.
         let frames = fragments(CLIENT.into(), vip.into(), sport, &data, 0x5000);
         for frame in [&frames[1], &frames[0]].into_iter().chain(&frames[2..]) {
-            send_raw(raw, vip.into(), frame);
+            raw.send(vip.into(), frame);
         }
         // Once only: sent again, the same datagram's last fragment would find its first.
         let mut buf = [0u8; 256];
@@ -376,12 +331,10 @@ fn a_later_fragment_that_overtakes_its_first_goes_to_the_directors_kernel() {
         let frames = fragments(CLIENT.into(), vip.into(), sport, &data, 0x5001);
         let in_order = || {
             for frame in [&frames[0]].into_iter().chain(frames[1..].iter().rev()) {
-                send_raw(raw, vip.into(), frame);
+                raw.send(vip.into(), frame);
             }
         };
         let answered = exchange(&socket, &data, &in_order);
-        // SAFETY: our own descriptor.
-        unsafe { libc::close(raw) };
         (overtaken, answered)
     })
     .unwrap();

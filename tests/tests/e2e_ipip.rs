@@ -18,6 +18,7 @@ use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use xdirectord_tests::netns::RawIp;
 use xdirectord_tests::packet::Frame;
 use xdirectord_tests::topology::Topology;
 use xtask::lab::agent::Agent;
@@ -150,9 +151,7 @@ fn inner_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
 /// inside an outer IPv4 (protocol 4) or IPv6 (next header 41) header the kernel writes: the
 /// outer source is the director's address towards the router, as the director's own
 /// encapsulation will choose it.
-struct Tunnel {
-    fd: i32,
-}
+struct Tunnel(RawIp);
 
 impl Tunnel {
     fn open(director: &str, v6: bool) -> Tunnel {
@@ -161,61 +160,12 @@ impl Tunnel {
         } else {
             (libc::AF_INET, 4)
         };
-        // SAFETY: a plain socket call, in a thread of the director's namespace; the socket stays
-        // there when the thread ends.
-        let fd = in_ns(director, || unsafe {
-            libc::socket(family, libc::SOCK_RAW, protocol)
-        })
-        .expect("enter the director");
-        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        Tunnel { fd }
+        // In a thread of the director's namespace; the socket stays there when the thread ends.
+        Tunnel(in_ns(director, || RawIp::open(family, protocol)).expect("enter the director"))
     }
 
     fn send(&self, to: IpAddr, inner: &[u8]) {
-        // SAFETY: socket addresses filled in here; the packet outlives the call.
-        let sent = unsafe {
-            match to {
-                IpAddr::V4(a) => {
-                    let mut addr: libc::sockaddr_in = std::mem::zeroed();
-                    addr.sin_family = libc::AF_INET as u16;
-                    addr.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-                    libc::sendto(
-                        self.fd,
-                        inner.as_ptr().cast(),
-                        inner.len(),
-                        0,
-                        (&raw const addr).cast(),
-                        size_of::<libc::sockaddr_in>() as u32,
-                    )
-                }
-                IpAddr::V6(a) => {
-                    let mut addr: libc::sockaddr_in6 = std::mem::zeroed();
-                    addr.sin6_family = libc::AF_INET6 as u16;
-                    addr.sin6_addr.s6_addr = a.octets();
-                    libc::sendto(
-                        self.fd,
-                        inner.as_ptr().cast(),
-                        inner.len(),
-                        0,
-                        (&raw const addr).cast(),
-                        size_of::<libc::sockaddr_in6>() as u32,
-                    )
-                }
-            }
-        };
-        assert_eq!(
-            sent,
-            inner.len() as isize,
-            "sendto {to}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-impl Drop for Tunnel {
-    fn drop(&mut self) {
-        // SAFETY: our own descriptor.
-        unsafe { libc::close(self.fd) };
+        self.0.send(to, inner);
     }
 }
 

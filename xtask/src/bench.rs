@@ -5,14 +5,16 @@ use anyhow::Result;
 
 use crate::run;
 
-/// The data plane: ns per packet of the balancer against a bare XDP_TX program
-/// (`tests/src/bin/dataplane-bench.rs`), written to `target/bench/dataplane.json`.
-pub fn dataplane() -> Result<()> {
+/// The data plane: ns per packet of the balancer against a bare XDP_TX program, and a new flow
+/// against one random memory access (`tests/src/bin/dataplane-bench.rs`), written to
+/// `target/bench/dataplane.json`; with `cores`, also on several CPUs at once.
+pub fn dataplane(cores: bool) -> Result<()> {
     println!(
         "bench: data plane (BPF_PROG_TEST_RUN, JIT on, side by side with a bare XDP_TX program)"
     );
     // The figures are the kernel's: a debug build of the harness measures the same.
-    run(crate::cargo().args([
+    let mut command = crate::cargo();
+    command.args([
         "run",
         "--quiet",
         "--package",
@@ -21,5 +23,9 @@ pub fn dataplane() -> Result<()> {
         "dataplane-bench",
         "--",
         "target/bench/dataplane.json",
-    ]))
+    ]);
+    if cores {
+        command.arg("--cores");
+    }
+    run(&mut command)
 }

@@ -206,10 +206,10 @@ pub fn existing_namespaces() -> Result<Vec<String>> {
 // The XDP objects of lb-userspace's build script
 
 /// The build-script output directory of lb-userspace, where its build script leaves the compiled
-/// XDP programs (`lb-ebpf`, `xdp-baseline`, `xdp-pass`, `xdp-bench-driver`, `xdp-ipip-decap`:
-/// every build has them, though only `test-support` embeds the test programs). Builds
-/// lb-userspace (without `test-support`, as it ships) to find it, so it holds current objects in
-/// whatever target directory cargo uses.
+/// XDP programs (`lb-ebpf`, `xdp-baseline`, `xdp-pass`, `xdp-bench-driver`,
+/// `xdp-memory-floor`, `xdp-ipip-decap`: every build has them, though only `test-support` embeds
+/// the test programs). Builds lb-userspace (without `test-support`, as it ships) to find it, so
+/// it holds current objects in whatever target directory cargo uses.
 pub fn lb_userspace_out_dir() -> Result<PathBuf> {
     let mut command = crate::cargo();
     command

@@ -14,7 +14,8 @@ usage: cargo xtask <command>
   run [-- ARGS]     build, then run xdirectord with ARGS
   test              formatting, clippy and every test (as CI runs them; needs root)
   package           the Debian package (release build): target/package/xdirectord_<version>_<arch>.deb
-  bench             the benchmarks, side by side with their yardsticks; figures in target/bench/
+  bench [--cores]   the benchmarks, side by side with their yardsticks; figures in target/bench/
+                    (--cores: the data plane also on 1, 2, 4, … CPUs at once, with its scaling)
   demo              build, then show xdirectord at work in the lab: balancing, failover, fallback,
                     recovery (needs root; takes the lab down at the end)
   lab up|down|status
@@ -54,8 +55,13 @@ fn main() -> Result<()> {
             package::package()
         }
         "bench" => {
+            let cores = match rest {
+                [] => false,
+                [flag] if flag == "--cores" => true,
+                _ => bail!("unknown arguments to bench: {rest:?}\n{USAGE}"),
+            };
             setup::setup()?;
-            bench::dataplane()?;
+            bench::dataplane(cores)?;
             xtask::bench_checks::bench_checks()
         }
         "demo" => {

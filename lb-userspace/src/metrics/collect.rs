@@ -355,7 +355,7 @@ impl Collector for Scrape {
             family(
                 e,
                 "xdp_flow_table_entries",
-                "Flows in the XDP flow table (live, and idle ones not yet expired)",
+                "Live flows in the XDP flow table",
                 tables
                     .iter()
                     .map(|(f, t)| (vec![("family", f.to_string())], gauge(t.entries))),
@@ -363,10 +363,30 @@ impl Collector for Scrape {
             family(
                 e,
                 "xdp_flow_table_capacity",
-                "The most flows the XDP flow table holds before the oldest are evicted",
+                "The most flows the XDP flow table holds (maxflows)",
                 tables
                     .iter()
                     .map(|(f, t)| (vec![("family", f.to_string())], gauge(t.capacity))),
+            )?;
+            family(
+                e,
+                "xdp_flow_table_bytes",
+                "Memory of the XDP flow table",
+                tables
+                    .iter()
+                    .map(|(f, t)| (vec![("family", f.to_string())], gauge(t.bytes))),
+            )?;
+            family(
+                e,
+                "xdp_flow_table_evicted",
+                "Half-open or closing flows pushed out of a full flow-table bucket by an established flow",
+                [(vec![], counter(xdp.flow_tables.evicted))],
+            )?;
+            family(
+                e,
+                "xdp_flow_table_no_room",
+                "New flows that found their flow-table bucket full of live flows and were forwarded without an entry, by the consistent-hash table",
+                [(vec![], counter(xdp.flow_tables.no_room))],
             )?;
             family(
                 e,

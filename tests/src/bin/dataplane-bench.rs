@@ -3,15 +3,17 @@
 //! BPF_PROG_TEST_RUN (JIT on) side by side in the same run, for the scenarios pass-non-vip,
 //! established, icmp-error-to-real (an ICMP error about an established flow), later-fragment (a
 //! fragment following its first), new-flow (and new-flow-full) and persistent-hit, and for `ipip`
-//! reals ipip-established and ipip-new-flow; IPv4 and IPv6, 3 and 1000 reals.
+//! reals ipip-established and ipip-new-flow; IPv4 and IPv6, 3 and 1000 reals; then the memory
+//! floor of a new flow and, on request, the same on several CPUs at once (both below).
 //!
 //! Every row runs one frame many times in the kernel (`repeat`), the baseline on the same frame.
 //! A repeated SYN would find its own flow the second time, so new-flow and persistent-hit run
 //! behind the flow maker (`xdp-bench-driver`), which makes every run a new connection (next
 //! source port and address) and tail-calls the balancer: every run is a first SYN, scheduled and
 //! inserted into the flow table. new-flow and persistent-hit empty the table before each
-//! measurement, which never fills it; new-flow-full lets it fill, so that every insert evicts
-//! the least recently used flow (a SYN flood). The flow maker's own cost (its run and the tail
+//! measurement, which never fills it; new-flow-full fills every slot of the table with live
+//! established flows before each measurement, so that every SYN finds its bucket full and is
+//! placed without an entry (a SYN flood into a full table). The flow maker's own cost (its run and the tail
 //! call, timed in front of a program that only passes) is taken out of the figures.
 //!
 //! Encapsulation grows the frame, and repeated runs reuse the grown frame; so the ipip rows, ours
@@ -21,16 +23,45 @@
 //! baseline across rows. (Live frames, `BPF_F_TEST_XDP_LIVE_FRAMES`, were tried: their page-pool
 //! work around each run hid the difference between a new and an established flow.)
 //!
-//! Writes `target/bench/dataplane.json` (or the path given as the first argument).
+//! memory-floor is the yardstick of a new flow: a program (`xdp-memory-floor`) that hashes the
+//! source address and port, as cheaply as the balancer, and reads one 64-byte bucket of an array
+//! map as large as a flow table of that capacity (`flow_buckets(flows)` buckets: 64 MiB for the
+//! default 4,194,304 flows, 256 MiB for 16,777,216), behind the flow maker, so every run reads
+//! a random bucket: one access to memory the size of the table, the least any flow table can
+//! cost. Every bucket is written once before measuring (see [`memory_floor`]). The flow table's
+//! own rows (new-flow, new-flow-full, persistent-hit) are printed against it at the end (target:
+//! 1.5× the floor of the same family and size).
+//!
+//! The many-core rows (`--cores`, or DATAPLANE_BENCH_CORES=1; `cargo xtask bench --cores`) run
+//! the same program and maps from N threads at once, each pinned to its own CPU, N = 1, 2, 4, …
+//! up to the CPUs this process may use, and all of them: established-cores (each CPU its own
+//! established flow) and new-flow-cores (each CPU making flows of its own: the flow maker counts
+//! per CPU and writes the CPU's number into the source address), 3 reals. The threads start
+//! together (a barrier) and make the same number of runs; a round's figure is the mean over the
+//! CPUs of the kernel's ns per packet, the baseline measured the same way on as many CPUs, and
+//! the rows take medians over `ROUNDS` rounds as the others do. `scaling` is the throughput
+//! against one CPU: N × ns(1) / ns(N), 1 CPU's figure measured in the same mode.
+//!
+//! Every row has `scenario`, `family`, `reals` (0 for memory-floor), `flows` (the capacity of
+//! the table a memory-floor row read; 0 in every other row, where it does not apply), `cpus`
+//! (CPUs at once: 1 except in the many-core rows), `ns_per_packet` (per CPU),
+//! `baseline_ns_per_packet` and `ratio`; the many-core rows add `scaling` (absent elsewhere).
+//!
+//! Writes `target/bench/dataplane.json` (or the path given as the first argument that is not a
+//! `--` flag). `DATAPLANE_BENCH_ONLY=SCENARIO` runs one scenario's rows (a many-core one even
+//! without `--cores`).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Barrier};
 
 use aya::{
     TestRun as _, TestRunOptions,
-    maps::{MapData, ProgramArray},
+    maps::{Array, MapData, ProgramArray},
     programs::{ProgramFd, Xdp},
 };
-use lb_common::maps::FLOW_TABLE_SIZE;
+use lb_common::{
+    maps::{DEFAULT_FLOWS, FLOW_BUCKETS, FLOW_WAYS, flow_buckets},
+    values::{FLOW_ESTABLISHED, FlowBucket, FlowSlot},
+};
 use serde::Serialize;
 use xdirectord::{
     backend::xdp::{ProgramClock, RealPath},
@@ -51,14 +82,26 @@ const REPEAT: u32 = 500_000;
 /// so that a moment when the shared machine runs faster or slower counts for both sides).
 const ROUNDS: usize = 11;
 
+/// Flow-table capacities (flows per family) of the memory-floor rows: the default, and four times
+/// it.
+const FLOOR_FLOWS: [u32; 2] = [DEFAULT_FLOWS, DEFAULT_FLOWS * 4];
+
 #[derive(Serialize)]
 struct Row {
     scenario: &'static str,
     family: &'static str,
     reals: usize,
+    /// The flow table's capacity the row measured (memory-floor); 0 where it does not apply.
+    flows: u32,
+    /// CPUs that ran the row's program at once: 1 except in the many-core rows.
+    cpus: usize,
+    /// Per CPU (the mean over the CPUs in the many-core rows).
     ns_per_packet: f64,
     baseline_ns_per_packet: f64,
     ratio: f64,
+    /// Many-core rows only: packets per second against one CPU's, `cpus × ns(1) / ns(cpus)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scaling: Option<f64>,
 }
 
 fn real_addr(v6: bool, i: usize) -> String {
@@ -81,8 +124,9 @@ fn client(v6: bool, i: u32) -> String {
     }
 }
 
-/// The client of the flow maker's frames: their last 16 address bits are the maker's, so it
-/// needs a /16 (IPv4) of its own, apart from `client`'s.
+/// The client of the flow maker's frames: their last 16 address bits are the maker's counter's
+/// and the bits above those its CPU's number, so it needs a /8 (IPv4) of its own, apart from
+/// `client`'s, or a /96 (IPv6).
 fn flow_maker_client(v6: bool) -> &'static str {
     if v6 { "2001:db8:1::1" } else { "198.18.0.1" }
 }
@@ -99,10 +143,10 @@ fn site(v6: bool, reals: usize, persistent: bool, forward: Forwarding) -> Desire
             attrs: ServiceAttrs {
                 scheduler: "wrr".into(),
                 // A netmask wider than the flow maker's source addresses: every new connection is the
-                // same persistent client's.
+                // same persistent client's, whichever CPU made it.
                 persistence: persistent.then_some(Persistence {
                     timeout_secs: 3600,
-                    prefix_len: if v6 { 64 } else { 16 },
+                    prefix_len: if v6 { 64 } else { 8 },
                 }),
                 ..ServiceAttrs::default()
             },
@@ -130,7 +174,7 @@ fn harness(v6: bool, reals: usize, persistent: bool) -> Harness {
 /// director's address).
 fn harness_forwarding(v6: bool, reals: usize, persistent: bool, forward: Forwarding) -> Harness {
     // The agent's program: on the kernel's clock.
-    let mut h = Harness::new_in_current_netns(ProgramClock::Kernel);
+    let mut h = Harness::with_flows(ProgramClock::Kernel, DEFAULT_FLOWS);
     for i in 0..reals {
         let addr = real_addr(v6, i);
         let ip: IpAddr = addr.parse().unwrap();
@@ -305,23 +349,95 @@ impl FlowMaker {
     }
 }
 
-/// New flows a measurement can make without filling the flow table: the table's LRU lists are
-/// per CPU, each with an equal share of its entries, and the bench runs on one CPU.
+/// New flows a measurement makes into an emptied table: 2.4% of the default table, so that
+/// nearly every flow finds room in its bucket.
 fn flows_with_room() -> u32 {
-    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
-    (FLOW_TABLE_SIZE / cpus / 2).clamp(1_000, 100_000)
+    100_000
 }
 
-/// Empties the flow table (not the persistence templates).
+/// Empties the flow table (not the persistence templates). The one place that does, for every
+/// scenario and mode: a flow table of another kind changes only this.
 fn forget_flows(h: &mut Harness) {
-    let maps = &mut h.dataplane.maps;
-    let v4: Vec<_> = maps.flows4.keys().filter_map(Result::ok).collect();
-    for key in v4 {
-        let _ = maps.flows4.remove(&key);
+    h.dataplane.maps.flows4.clear();
+    h.dataplane.maps.flows6.clear();
+}
+
+/// Fills every slot of both flow tables with a live established flow (of no real: a packet
+/// that found one would be placed again), as a table that a flood of connections filled: every
+/// new flow then finds its bucket full.
+fn fill_flows(h: &mut Harness) {
+    let clock = h.dataplane.flow_clock().expect("the program's clock");
+    for table in [&h.dataplane.maps.flows4, &h.dataplane.maps.flows6] {
+        for bucket in 0..table.buckets() {
+            for way in 0..FLOW_WAYS as usize {
+                let tag = (bucket as u32).wrapping_mul(0x9e37_79b1) ^ way as u32;
+                table.write_slot(
+                    bucket,
+                    way,
+                    FlowSlot {
+                        tag: tag | 1,
+                        state: FLOW_ESTABLISHED,
+                        last_seen: clock,
+                        ..FlowSlot::default()
+                    },
+                );
+            }
+        }
     }
-    let v6: Vec<_> = maps.flows6.keys().filter_map(Result::ok).collect();
-    for key in v6 {
-        let _ = maps.flows6.remove(&key);
+}
+
+/// The memory floor's program, loaded with its bucket map sized for `flows` flows
+/// (`flow_buckets(flows)` buckets of 64 bytes, the flow table's memory) and every bucket written
+/// once. The kernel allocates (vmalloc, zeroed) an array map's memory when it creates the map, so
+/// its pages exist from the start; writing each bucket (zeroed, one update each) makes sure of
+/// that whatever the kernel does, so that the floor is a read of memory that is really there, as
+/// a flow table's is once it has served for a while.
+fn memory_floor(flows: u32) -> aya::Ebpf {
+    let name = objects::MEMORY_FLOOR_PROGRAM;
+    let buckets = flow_buckets(flows);
+    let mut ebpf = aya::EbpfLoader::new()
+        .map_max_entries(objects::MEMORY_FLOOR_BUCKETS, buckets)
+        .override_global(FLOW_BUCKETS, &buckets, true)
+        .load(objects::MEMORY_FLOOR)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let program: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
+    program
+        .load()
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    let mut map: Array<_, FlowBucket> =
+        Array::try_from(ebpf.map_mut(objects::MEMORY_FLOOR_BUCKETS).unwrap()).expect("BUCKETS");
+    for i in 0..buckets {
+        map.set(i, FlowBucket::default(), 0)
+            .expect("writing a bucket");
+    }
+    ebpf
+}
+
+/// Per family, new-flow (and new-flow-full, persistent-hit) with 3 reals against the memory
+/// floor of the default flow table size: what the flow table costs above one memory access.
+fn print_against_floor(rows: &[Row]) {
+    let find = |scenario: &str, family: &str, reals: usize, flows: u32| {
+        rows.iter()
+            .find(|r| {
+                r.scenario == scenario && r.family == family && r.reals == reals && r.flows == flows
+            })
+            .map(|r| r.ns_per_packet)
+    };
+    for family in ["ipv4", "ipv6"] {
+        let Some(floor) = find("memory-floor", family, 0, DEFAULT_FLOWS) else {
+            continue;
+        };
+        let against: Vec<String> = ["new-flow", "new-flow-full", "persistent-hit"]
+            .iter()
+            .filter_map(|s| find(s, family, 3, 0).map(|ns| format!("{s} {:.1}×", ns / floor)))
+            .collect();
+        if !against.is_empty() {
+            println!(
+                "{family}, 3 reals, against the memory floor ({floor:.1} ns, {DEFAULT_FLOWS} \
+                 flows): {} (target ≤ 1.5×)",
+                against.join(", ")
+            );
+        }
     }
 }
 
@@ -345,13 +461,25 @@ fn balancer(h: &Harness) -> &Xdp {
 }
 
 fn main() {
-    let out_path = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out_path = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .cloned()
         .unwrap_or_else(|| "target/bench/dataplane.json".into());
-    // `DATAPLANE_BENCH_ONLY=established` (for profiling one path): other rows are skipped.
+    // The many-core rows (`--cores` or DATAPLANE_BENCH_CORES=1) come after the others.
+    let cores = args.iter().any(|a| a == "--cores")
+        || std::env::var("DATAPLANE_BENCH_CORES").is_ok_and(|v| v == "1");
+    // `DATAPLANE_BENCH_ONLY=established` (for profiling one path): other rows are skipped. Naming
+    // a many-core scenario runs it without `--cores`.
     let only = std::env::var("DATAPLANE_BENCH_ONLY").ok();
-    let wanted = |scenario: &str| only.as_deref().is_none_or(|o| o == scenario);
+    let wanted = |scenario: &str| match only.as_deref() {
+        Some(o) => o == scenario,
+        None => cores || !scenario.ends_with("-cores"),
+    };
     xdirectord_tests::harness::private_netns();
+    // Before the main thread pins itself: the CPUs the many-core rows may use.
+    let cpus = allowed_cpus();
     pin_to_last_cpu();
     let baseline_obj = load(objects::BASELINE, objects::BASELINE_PROGRAM);
     let baseline = program(&baseline_obj, objects::BASELINE_PROGRAM);
@@ -416,8 +544,8 @@ fn main() {
             }
 
             // new-flow: a first SYN every run, into a flow table with room (emptied before each
-            // measurement); new-flow-full: the same into a full table, every insert evicting the
-            // least recently used flow, as in a SYN flood.
+            // measurement); new-flow-full: the same into a table full of established flows, as
+            // in a SYN flood.
             let new_flow = Frame::tcp(flow_maker_client(v6), 2000, vip(v6), 80, SYN).bytes();
             let target = balancer(&h).fd().unwrap().try_clone().expect("program fd");
             for (scenario, repeat, empty) in [
@@ -436,6 +564,8 @@ fn main() {
                     || {
                         if empty {
                             forget_flows(&mut h)
+                        } else {
+                            fill_flows(&mut h)
                         }
                     },
                     repeated,
@@ -503,22 +633,209 @@ fn main() {
         }
     }
 
+    // memory-floor: one random read of a 64-byte bucket from a table of each size, every run
+    // a new flow (so a different bucket), behind the flow maker like new-flow.
+    if wanted("memory-floor") {
+        for flows in FLOOR_FLOWS {
+            let floor = memory_floor(flows);
+            let target = program(&floor, objects::MEMORY_FLOOR_PROGRAM)
+                .fd()
+                .unwrap()
+                .try_clone()
+                .expect("program fd");
+            for v6 in [false, true] {
+                let family = if v6 { "ipv6" } else { "ipv4" };
+                let frame = Frame::tcp(flow_maker_client(v6), 2000, vip(v6), 80, SYN).bytes();
+                let rounds =
+                    flow_maker.new_flows(&target, baseline, &frame, REPEAT, || {}, repeated);
+                let mut floor_row = row("memory-floor", family, 0, &rounds);
+                floor_row.flows = flows;
+                rows.push(floor_row);
+            }
+        }
+    }
+
+    // established-cores and new-flow-cores: the same program and maps on 1, 2, 4, … CPUs at once.
+    for v6 in [false, true] {
+        let family = if v6 { "ipv6" } else { "ipv4" };
+        if wanted("established-cores") {
+            rows.extend(established_cores(v6, family, baseline, &cpus));
+        }
+        if wanted("new-flow-cores") {
+            rows.extend(new_flow_cores(v6, family, baseline, &mut flow_maker, &cpus));
+        }
+    }
+
     println!(
-        "{:<18} {:<5} {:>5} {:>10} {:>12} {:>6}",
-        "scenario", "family", "reals", "ns/packet", "baseline ns", "ratio"
+        "{:<18} {:<5} {:>5} {:>9} {:>4} {:>10} {:>12} {:>6} {:>7}",
+        "scenario",
+        "family",
+        "reals",
+        "flows",
+        "cpus",
+        "ns/packet",
+        "baseline ns",
+        "ratio",
+        "scaling"
     );
     for r in &rows {
         println!(
-            "{:<18} {:<5} {:>5} {:>10.1} {:>12.1} {:>6.2}",
-            r.scenario, r.family, r.reals, r.ns_per_packet, r.baseline_ns_per_packet, r.ratio
+            "{:<18} {:<5} {:>5} {:>9} {:>4} {:>10.1} {:>12.1} {:>6.2} {:>7}",
+            r.scenario,
+            r.family,
+            r.reals,
+            r.flows,
+            r.cpus,
+            r.ns_per_packet,
+            r.baseline_ns_per_packet,
+            r.ratio,
+            r.scaling.map(|s| format!("{s:.2}")).unwrap_or_default()
         );
     }
+    print_against_floor(&rows);
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir).expect("output directory");
     }
     std::fs::write(&out_path, serde_json::to_string_pretty(&rows).unwrap())
         .expect("writing the results");
     println!("written to {out_path}");
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t filled by the kernel, read with libc's macro.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            panic!("sched_getaffinity: {}", std::io::Error::last_os_error());
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// How many CPUs the many-core rows run on: 1, 2, 4, … up to `available`, and all of them.
+fn core_counts(available: usize) -> Vec<usize> {
+    let mut counts: Vec<usize> = std::iter::successors(Some(1), |n| Some(n * 2))
+        .take_while(|&n| n <= available)
+        .collect();
+    if counts.last() != Some(&available) && available > 0 {
+        counts.push(available);
+    }
+    counts
+}
+
+/// Runs `program` on `cpus` at once, `repeat` times each, the CPU `cpus[i]` on `frames[i]` (or
+/// the only frame), every thread pinned to its CPU and released together; the mean over the CPUs
+/// of the kernel's ns per packet.
+fn concurrent(program: &Xdp, frames: &[&[u8]], expect: u32, repeat: u32, cpus: &[usize]) -> f64 {
+    let start = Barrier::new(cpus.len());
+    let ns: Vec<f64> = std::thread::scope(|scope| {
+        let threads: Vec<_> = cpus
+            .iter()
+            .enumerate()
+            .map(|(i, &cpu)| {
+                let (frame, start) = (frames[i % frames.len()], &start);
+                scope.spawn(move || {
+                    xdirectord_tests::harness::pin_to_cpu(cpu)
+                        .unwrap_or_else(|e| panic!("pinning to CPU {cpu}: {e}"));
+                    start.wait();
+                    repeated(program, frame, expect, repeat)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a measuring thread"))
+            .collect()
+    });
+    ns.iter().sum::<f64>() / ns.len() as f64
+}
+
+/// Many-core rows from (cpus, rounds) in the order of [`core_counts`]: scaling against the first
+/// (1 CPU).
+fn core_rows(
+    scenario: &'static str,
+    family: &'static str,
+    reals: usize,
+    measured: Vec<(usize, Rounds)>,
+) -> Vec<Row> {
+    let one = measured[0].1.medians().0;
+    measured
+        .into_iter()
+        .map(|(cpus, rounds)| {
+            let mut r = row(scenario, family, reals, &rounds);
+            r.cpus = cpus;
+            r.scaling = Some(cpus as f64 * one / r.ns_per_packet);
+            r
+        })
+        .collect()
+}
+
+/// established-cores: each CPU its own established flow (a client of its own, its SYN sent
+/// once before measuring), ours and the baseline on 1, 2, 4, … CPUs at once, `ROUNDS` rounds.
+fn established_cores(v6: bool, family: &'static str, baseline: &Xdp, cpus: &[usize]) -> Vec<Row> {
+    let reals = 3;
+    let h = harness(v6, reals, false);
+    let acks: Vec<Vec<u8>> = (0..cpus.len() as u32)
+        .map(|i| {
+            let client = client(v6, 100 + i);
+            let syn = Frame::tcp(&client, 1000, vip(v6), 80, SYN).bytes();
+            assert_eq!(h.run(&syn).action, XDP_TX);
+            Frame::tcp(&client, 1000, vip(v6), 80, ACK).bytes()
+        })
+        .collect();
+    let frames: Vec<&[u8]> = acks.iter().map(Vec::as_slice).collect();
+    let measured = core_counts(cpus.len())
+        .into_iter()
+        .map(|n| {
+            let on = &cpus[..n];
+            let rounds = (0..ROUNDS)
+                .map(|_| {
+                    let ours = concurrent(balancer(&h), &frames, XDP_TX, REPEAT, on);
+                    (ours, concurrent(baseline, &frames, XDP_TX, REPEAT, on))
+                })
+                .collect();
+            (n, Rounds(rounds))
+        })
+        .collect();
+    core_rows("established-cores", family, reals, measured)
+}
+
+/// new-flow-cores: new-flow on 1, 2, 4, … CPUs at once, each CPU's flow maker making flows of
+/// its own into a flow table with room (emptied before each round), the flow maker's cost on
+/// as many CPUs taken out.
+fn new_flow_cores(
+    v6: bool,
+    family: &'static str,
+    baseline: &Xdp,
+    flow_maker: &mut FlowMaker,
+    cpus: &[usize],
+) -> Vec<Row> {
+    let reals = 3;
+    let mut h = harness(v6, reals, false);
+    let frame = Frame::tcp(flow_maker_client(v6), 2000, vip(v6), 80, SYN).bytes();
+    let target = balancer(&h).fd().unwrap().try_clone().expect("program fd");
+    let measured = core_counts(cpus.len())
+        .into_iter()
+        .map(|n| {
+            let on = &cpus[..n];
+            let before = traffic(&h);
+            let rounds = flow_maker.new_flows(
+                &target,
+                baseline,
+                &frame,
+                flows_with_room(),
+                || forget_flows(&mut h),
+                |p, f, expect, repeat| concurrent(p, &[f], expect, repeat, on),
+            );
+            // No two CPUs made the same flow.
+            assert_all_new(before, traffic(&h));
+            (n, rounds)
+        })
+        .collect();
+    core_rows("new-flow-cores", family, reals, measured)
 }
 
 /// Keeps the measurements on one CPU: a thread that moves between CPUs mid-run finds its per-CPU
@@ -537,8 +854,11 @@ fn row(scenario: &'static str, family: &'static str, reals: usize, rounds: &Roun
         scenario,
         family,
         reals,
+        flows: 0,
+        cpus: 1,
         ns_per_packet: ours,
         baseline_ns_per_packet: base,
         ratio,
+        scaling: None,
     }
 }

@@ -142,7 +142,7 @@ impl Agent {
         self.show_with(&[])
     }
 
-    fn show_with(&self, extra: &[&str]) -> Result<String> {
+    pub fn show_with(&self, extra: &[&str]) -> Result<String> {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("show").arg(&self.config).args(extra);
         let out = cmd

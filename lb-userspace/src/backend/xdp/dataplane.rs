@@ -17,7 +17,7 @@ use std::{
 use lb_common::{
     AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP,
     keys::{Vip4Key, Vip6Key},
-    maps::{MAX_REALS, MAX_REALS_PER_VIP, MAX_VIPS},
+    maps::{MAX_REALS_PER_VIP, MAX_VIPS},
     values::{
         FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, Ring, Scheduler,
         SlotReal, SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
@@ -118,15 +118,21 @@ impl VipKey {
         }
     }
 
-    /// This VIP's bit in the VIP filter.
-    fn filter_bit(&self) -> u32 {
-        use lb_common::hash::{addr_words, vip_filter_bit, vip_fold};
+    /// This VIP's fold ([`lb_common::hash::vip_fold`]), as the program computes it from a
+    /// packet's destination.
+    pub fn fold(&self) -> u64 {
+        use lb_common::hash::{addr_words, vip_fold};
         let (addr, port, proto) = match self {
             VipKey::V4(Vip4KeyOrd(a, port, proto)) => (&a[..], *port, *proto),
             VipKey::V6(Vip6KeyOrd(a, port, proto)) => (&a[..], *port, *proto),
         };
         let (words, n) = addr_words(addr);
-        vip_filter_bit(vip_fold(&words[..n], port, proto))
+        vip_fold(&words[..n], port, proto)
+    }
+
+    /// This VIP's bit in the VIP filter.
+    fn filter_bit(&self) -> u32 {
+        lb_common::hash::vip_filter_bit(self.fold())
     }
 
     fn v4(&self) -> Option<Vip4Key> {
@@ -297,13 +303,24 @@ fn zeroed_box<T: aya::Pod>() -> Box<T> {
 /// The maps, and how to change them.
 pub struct Dataplane {
     pub maps: Maps,
+    /// Virtual services and real ids the maps hold (`maxvirtuals`, `maxreals`).
+    virtuals: u32,
+    reals: u32,
     /// `tunnelsource`: per-flow outer sources of `ipip` reals, by family.
     pub tunnel_source: Vec<lb_config::TunnelPrefix>,
 }
 
 impl Dataplane {
     pub fn new(maps: Maps) -> Dataplane {
+        use aya::maps::IterableMap as _;
+        let virtuals = maps
+            .vips4
+            .map()
+            .info()
+            .map_or(MAX_VIPS, |i| i.max_entries());
         Dataplane {
+            virtuals,
+            reals: maps.reals.len(),
             maps,
             tunnel_source: Vec::new(),
         }
@@ -444,10 +461,11 @@ impl Dataplane {
                 }
             }
         }
-        if wanted_keys.len() > MAX_VIPS as usize {
+        if wanted_keys.len() > self.virtuals as usize {
             return Err(BackendError::Unsupported(format!(
-                "{} virtual services, the XDP backend takes at most {MAX_VIPS}",
-                wanted_keys.len()
+                "{} virtual services, the XDP backend takes at most {} (maxvirtuals)",
+                wanted_keys.len(),
+                self.virtuals,
             )));
         }
         let mut used_ids: BTreeSet<u32> = programmed
@@ -526,7 +544,7 @@ impl Dataplane {
         &self,
         service_port: u16,
         real: &Real,
-        vip_index: u32,
+        (vip_index, vip_fold): (u32, u64),
         paths: &mut dyn Paths,
     ) -> Wanted {
         let (addr, family) = addr_bytes(real.addr);
@@ -609,6 +627,7 @@ impl Dataplane {
             tunnel_src,
             tunnel_src_bits,
             _pad: [0; 7],
+            vip_fold,
         };
         let effective_weight = if flags & REAL_F_RESOLVED == 0 {
             0
@@ -647,22 +666,25 @@ impl Dataplane {
         };
         let index = match old {
             Some(o) => o.meta.index,
-            None => (0..MAX_VIPS)
+            None => (0..self.virtuals)
                 .find(|i| !used_indexes.contains(i))
                 .ok_or_else(|| {
-                    BackendError::Unsupported(format!("more than {MAX_VIPS} virtual services"))
+                    BackendError::Unsupported(format!(
+                        "more than {} virtual services (maxvirtuals)",
+                        self.virtuals
+                    ))
                 })?,
         };
 
         let wanted: Vec<Wanted> = service
             .reals
             .iter()
-            .map(|r| self.wanted(service_port, r, index, paths))
+            .map(|r| self.wanted(service_port, r, (index, key.fold()), paths))
             .collect();
         let wanted_fallback = service
             .fallback
             .as_ref()
-            .map(|r| self.wanted(service_port, r, index, paths));
+            .map(|r| self.wanted(service_port, r, (index, key.fold()), paths));
 
         // Ids: a real keeps its id (and so its flows and counters) while it stays in the service.
         let mut reals = Vec::with_capacity(wanted.len());
@@ -850,12 +872,12 @@ impl Dataplane {
                 id
             }
             None => {
-                let id = (1..MAX_REALS)
+                let id = (1..self.reals)
                     .find(|i| !used_ids.contains(i))
                     .ok_or_else(|| {
                         BackendError::Unsupported(format!(
-                            "more than {} real servers",
-                            MAX_REALS - 1
+                            "more than {} real servers (maxreals)",
+                            self.reals - 1
                         ))
                     })?;
                 def.generation = self.real(id)?.generation.wrapping_add(1);

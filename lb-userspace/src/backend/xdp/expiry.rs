@@ -1,22 +1,13 @@
-//! Idle flows: the agent's sweep of the flow tables, as IPVS expires connections, and the
-//! connection counts it keeps right for flows that end silently.
+//! Idle flows: the agent's sweep of the flow tables, which keeps the connection counts right for
+//! flows that end silently. The program itself treats a flow idle past its state's timeout
+//! (IPVS's, `lb_common::values::flow_timeout_secs`) as over: its slot is free for a new flow and
+//! its next packet is placed again. The sweep frees such slots too, so that the table's fill is
+//! its live flows.
 
-use lb_common::values::ConnCounts;
+use lb_common::values::{ConnCounts, FLOW_ESTABLISHED, flow_clock};
 
 use super::{dataplane::Dataplane, maps::Maps};
 use crate::backend::BackendError;
-
-/// How long a flow may stay idle in each state before it is expired: IPVS's default timeouts
-/// (`ipvsadm --set` shows tcp 900, tcpfin 120, udp 300; SYN_RECV is 60 in ip_vs_proto_tcp.c).
-fn idle_timeout_ns(state: u32) -> u64 {
-    let secs = match state {
-        lb_common::values::FLOW_ESTABLISHED => 900,
-        lb_common::values::FLOW_SYN_RECV => 60,
-        lb_common::values::FLOW_CLOSING => 120,
-        _ => 300,
-    };
-    secs * 1_000_000_000
-}
 
 /// The program's clock: CLOCK_MONOTONIC_COARSE, which is what `bpf_ktime_get_coarse_ns` reads;
 /// or, where the tests loaded the balancer built with a test clock (the only one with a CLOCK
@@ -44,64 +35,57 @@ fn program_now(maps: &Maps) -> Result<u64, BackendError> {
 pub struct Expiry {
     /// Flows still alive.
     pub live: usize,
-    /// Flows idle past their state's timeout, deleted.
+    /// Flows idle past their state's timeout (or whose real is gone), their slots freed.
     pub expired: usize,
 }
 
 impl Dataplane {
-    /// Deletes the flows idle past their state's timeout (as IPVS expires connections) and makes
-    /// every real's connection counts agree with the flows that remain: the program counts flows
-    /// in and out on SYN, ACK, FIN and RST, but a flow that ends silently (expired here, evicted
-    /// from a full table, its client gone) is only accounted for here, in CONNS_EXPIRED.
+    /// The program's flow clock now ([`flow_clock`] of the program's clock): what a flow's
+    /// last-seen time is compared with.
+    pub fn flow_clock(&self) -> Result<u32, BackendError> {
+        Ok(flow_clock(program_now(&self.maps)?))
+    }
+
+    /// Counts the live flows and makes every real's connection counts agree with them: the
+    /// program counts flows in and out on SYN, ACK, FIN and RST, but a flow that ends silently
+    /// (idle past its timeout, pushed out of a full bucket, its client gone) is only accounted
+    /// for here, in CONNS_EXPIRED.
     pub fn expire_flows(&mut self) -> Result<Expiry, BackendError> {
-        let now = program_now(&self.maps)?;
+        let clock = self.flow_clock()?;
         let mut live: std::collections::HashMap<u32, (u64, u64)> = std::collections::HashMap::new();
         let mut expiry = Expiry::default();
-        let reals = &self.maps.reals;
-        let mut tally = |entry: &lb_common::values::FlowEntry| -> Result<bool, BackendError> {
-            let real = reals
-                .get(&entry.real_id, 0)
-                .map_err(|e| BackendError::system("reading REALS", e))?;
-            let current =
-                real.generation == entry.real_generation && real.vip_index == entry.vip_index;
-            let idle = now.saturating_sub(entry.last_seen_ns) > idle_timeout_ns(entry.state);
-            if !current || idle {
-                return Ok(false);
+        let mut generations = std::collections::HashMap::new();
+        let tables = [&self.maps.flows4, &self.maps.flows6];
+        let used = tables
+            .iter()
+            .flat_map(|table| table.used().map(move |(at, slot)| (*table, at, slot)));
+        for (table, (bucket, way), slot) in used {
+            let real_id = u32::from(slot.real_id);
+            let generation = match generations.get(&real_id) {
+                Some(&g) => g,
+                None => {
+                    let real = self
+                        .maps
+                        .reals
+                        .get(&real_id, 0)
+                        .map_err(|e| BackendError::system("reading REALS", e))?;
+                    generations.insert(real_id, real.generation);
+                    real.generation
+                }
+            };
+            if !slot.live(clock) || generation != slot.real_generation {
+                if table.free_slot(bucket, way, slot.tag) {
+                    expiry.expired += 1;
+                }
+                continue;
             }
-            let counts = live.entry(entry.real_id).or_default();
-            if entry.state == lb_common::values::FLOW_ESTABLISHED {
+            expiry.live += 1;
+            let counts = live.entry(real_id).or_default();
+            if slot.state == FLOW_ESTABLISHED {
                 counts.0 += 1;
             } else {
                 counts.1 += 1;
             }
-            Ok(true)
-        };
-        let mut dead4 = Vec::new();
-        for item in self.maps.flows4.iter() {
-            let (key, entry) = item.map_err(|e| BackendError::system("reading FLOWS4", e))?;
-            if tally(&entry)? {
-                expiry.live += 1
-            } else {
-                dead4.push(key)
-            }
-        }
-        let mut dead6 = Vec::new();
-        for item in self.maps.flows6.iter() {
-            let (key, entry) = item.map_err(|e| BackendError::system("reading FLOWS6", e))?;
-            if tally(&entry)? {
-                expiry.live += 1
-            } else {
-                dead6.push(key)
-            }
-        }
-        expiry.expired = dead4.len() + dead6.len();
-        // A flow may have come back to life since it was read; deleting it then only sends its
-        // next packet through the consistent-hash table, as after any flow-table loss.
-        for key in dead4 {
-            let _ = self.maps.flows4.remove(&key);
-        }
-        for key in dead6 {
-            let _ = self.maps.flows6.remove(&key);
         }
         for programmed in self.programmed()?.values() {
             let ids = programmed

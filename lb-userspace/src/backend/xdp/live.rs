@@ -118,35 +118,21 @@ impl Dataplane {
         self.maps.global()
     }
 
-    /// How full the flow tables are: their entries, counted by walking their keys (one
-    /// system call per flow), and their capacity.
+    /// How full the flow tables are: their live flows (a walk over the mapped tables), their
+    /// capacity, and what the program counted of evictions and of flows it found no room for.
     pub fn flow_tables(&self) -> Result<FlowTables, BackendError> {
-        use aya::maps::IterableMap as _;
-        let capacity = |map: &aya::maps::MapData, name: &str| {
-            map.info()
-                .map(|i| u64::from(i.max_entries()))
-                .map_err(|e| BackendError::system(format!("reading {name}"), e))
+        let clock = self.flow_clock()?;
+        let table = |t: &super::flow_table::FlowTable| FlowTable {
+            entries: t.used().filter(|(_, slot)| slot.live(clock)).count() as u64,
+            capacity: t.capacity(),
+            bytes: t.buckets() as u64 * size_of::<lb_common::values::FlowBucket>() as u64,
         };
-        fn count<K>(
-            keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
-            name: &str,
-        ) -> Result<u64, BackendError> {
-            let mut n = 0;
-            for key in keys {
-                key.map_err(|e| BackendError::system(format!("reading {name}"), e))?;
-                n += 1;
-            }
-            Ok(n)
-        }
+        let global = self.maps.global()?;
         Ok(FlowTables {
-            ipv4: FlowTable {
-                entries: count(self.maps.flows4.keys(), "FLOWS4")?,
-                capacity: capacity(self.maps.flows4.map(), "FLOWS4")?,
-            },
-            ipv6: FlowTable {
-                entries: count(self.maps.flows6.keys(), "FLOWS6")?,
-                capacity: capacity(self.maps.flows6.map(), "FLOWS6")?,
-            },
+            ipv4: table(&self.maps.flows4),
+            ipv6: table(&self.maps.flows6),
+            evicted: global.flow_evicted,
+            no_room: global.flow_table_full,
         })
     }
 }
@@ -156,12 +142,16 @@ impl Dataplane {
 pub struct FlowTables {
     pub ipv4: FlowTable,
     pub ipv6: FlowTable,
+    /// Half-open or closing flows pushed out of a full bucket by an established one.
+    pub evicted: u64,
+    /// New flows that found their bucket full and were forwarded without an entry.
+    pub no_room: u64,
 }
 
-/// One flow table: entries held (live flows, and idle ones the next sweep expires) and the
-/// most it holds (beyond which the kernel's LRU evicts).
+/// One flow table: live flows, the most it holds, and its memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlowTable {
     pub entries: u64,
     pub capacity: u64,
+    pub bytes: u64,
 }

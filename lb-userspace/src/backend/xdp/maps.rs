@@ -6,15 +6,16 @@ use std::path::Path;
 
 use aya::maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, PerCpuValues};
 use lb_common::{
-    keys::{Flow4Key, Flow6Key, Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
+    keys::{Frag4Key, Frag6Key, Persist4Key, Persist6Key, Vip4Key, Vip6Key},
     maps as names,
     stats::{GlobalStats, TrafficStats},
     values::{
-        Cached4, Cached6, ConnCounts, FlowEntry, FragEntry, PersistEntry, RealDef, Ring, SlotReals,
-        TunnelJob, VipFilter, VipMeta, WrrSeq,
+        Cached4, Cached6, ConnCounts, FlowBucket, FragEntry, PersistEntry, RealDef, Ring,
+        SlotReals, TunnelJob, VipFilter, VipMeta, WrrSeq,
     },
 };
 
+use super::flow_table::FlowTable;
 use crate::backend::BackendError;
 
 /// Every map of the balancer.
@@ -27,8 +28,8 @@ pub struct Maps {
     pub rings: Array<MapData, Ring>,
     pub wrr_seqs: Array<MapData, WrrSeq>,
     pub wrr_cursors: PerCpuArray<MapData, u32>,
-    pub flows4: HashMap<MapData, Flow4Key, FlowEntry>,
-    pub flows6: HashMap<MapData, Flow6Key, FlowEntry>,
+    pub flows4: FlowTable,
+    pub flows6: FlowTable,
     pub flow_cache4: PerCpuArray<MapData, Cached4>,
     pub flow_cache6: PerCpuArray<MapData, Cached6>,
     pub persist4: HashMap<MapData, Persist4Key, PersistEntry>,
@@ -95,8 +96,8 @@ impl Maps {
             rings: typed(names::RINGS, take(names::RINGS)?)?,
             wrr_seqs: typed(names::WRR_SEQS, take(names::WRR_SEQS)?)?,
             wrr_cursors: typed(names::WRR_CURSORS, take(names::WRR_CURSORS)?)?,
-            flows4: typed(names::FLOWS4, take(names::FLOWS4)?)?,
-            flows6: typed(names::FLOWS6, take(names::FLOWS6)?)?,
+            flows4: FlowTable::new(names::FLOWS4, take(names::FLOWS4)?)?,
+            flows6: FlowTable::new(names::FLOWS6, take(names::FLOWS6)?)?,
             flow_cache4: typed(names::FLOW_CACHE4, take(names::FLOW_CACHE4)?)?,
             flow_cache6: typed(names::FLOW_CACHE6, take(names::FLOW_CACHE6)?)?,
             persist4: typed(names::PERSIST4, take(names::PERSIST4)?)?,
@@ -169,40 +170,43 @@ impl Maps {
                 tunnel_too_big: a.tunnel_too_big + v.tunnel_too_big,
                 tunnel_too_big_passed: a.tunnel_too_big_passed + v.tunnel_too_big_passed,
                 tunnel_failed: a.tunnel_failed + v.tunnel_failed,
+                flow_evicted: a.flow_evicted + v.flow_evicted,
+                flow_table_full: a.flow_table_full + v.flow_table_full,
             }))
     }
 }
 
-/// (name, key size, value size, max entries or 0 when the kernel may round it) of every map,
+/// (name, key size, value size, max entries or 0 when it is set at run time) of every map,
 /// as this build lays them out.
 fn layout() -> [(&'static str, usize, usize, u32); 24] {
     use lb_common::maps::*;
     use std::mem::size_of;
     [
         (VIP_FILTER, 4, size_of::<VipFilter>(), 1),
-        (VIPS4, size_of::<Vip4Key>(), size_of::<VipMeta>(), MAX_VIPS),
-        (VIPS6, size_of::<Vip6Key>(), size_of::<VipMeta>(), MAX_VIPS),
-        (REALS, 4, size_of::<RealDef>(), MAX_REALS),
-        (SLOT_REALS, 4, size_of::<SlotReals>(), MAX_SLOTS),
-        (RINGS, 4, size_of::<Ring>(), MAX_SLOTS),
-        (WRR_SEQS, 4, size_of::<WrrSeq>(), MAX_SLOTS),
-        (WRR_CURSORS, 4, size_of::<u32>(), MAX_SLOTS),
-        // Per-CPU LRU lists round the size up to a multiple of the CPU count.
-        (FLOWS4, size_of::<Flow4Key>(), size_of::<FlowEntry>(), 0),
-        (FLOWS6, size_of::<Flow6Key>(), size_of::<FlowEntry>(), 0),
+        // Sized by maxvirtuals, maxreals, maxflows and maxtemplates (`capacity.rs`): maps
+        // pinned with other sizes are kept, and their sizes are the ones in force.
+        (VIPS4, size_of::<Vip4Key>(), size_of::<VipMeta>(), 0),
+        (VIPS6, size_of::<Vip6Key>(), size_of::<VipMeta>(), 0),
+        (REALS, 4, size_of::<RealDef>(), 0),
+        (SLOT_REALS, 4, size_of::<SlotReals>(), 0),
+        (RINGS, 4, size_of::<Ring>(), 0),
+        (WRR_SEQS, 4, size_of::<WrrSeq>(), 0),
+        (WRR_CURSORS, 4, size_of::<u32>(), 0),
+        (FLOWS4, 4, size_of::<FlowBucket>(), 0),
+        (FLOWS6, 4, size_of::<FlowBucket>(), 0),
         (FLOW_CACHE4, 4, size_of::<Cached4>(), FLOW_CACHE_SIZE),
         (FLOW_CACHE6, 4, size_of::<Cached6>(), FLOW_CACHE_SIZE),
         (
             PERSIST4,
             size_of::<Persist4Key>(),
             size_of::<PersistEntry>(),
-            PERSIST_TABLE_SIZE,
+            0,
         ),
         (
             PERSIST6,
             size_of::<Persist6Key>(),
             size_of::<PersistEntry>(),
-            PERSIST_TABLE_SIZE,
+            0,
         ),
         (
             FRAGS4,
@@ -216,10 +220,10 @@ fn layout() -> [(&'static str, usize, usize, u32); 24] {
             size_of::<FragEntry>(),
             FRAG_TABLE_SIZE,
         ),
-        (CONNS, 4, size_of::<ConnCounts>(), MAX_REALS),
-        (CONNS_EXPIRED, 4, size_of::<ConnCounts>(), MAX_REALS),
-        (VIP_STATS, 4, size_of::<TrafficStats>(), MAX_VIPS),
-        (REAL_STATS, 4, size_of::<TrafficStats>(), MAX_REALS),
+        (CONNS, 4, size_of::<ConnCounts>(), 0),
+        (CONNS_EXPIRED, 4, size_of::<ConnCounts>(), 0),
+        (VIP_STATS, 4, size_of::<TrafficStats>(), 0),
+        (REAL_STATS, 4, size_of::<TrafficStats>(), 0),
         (GLOBAL_STATS, 4, size_of::<GlobalStats>(), 1),
         (TX_PORTS, 4, 8, MAX_PORTS),
         (TUNNEL_PROG, 4, 4, 1),

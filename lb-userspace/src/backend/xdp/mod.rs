@@ -17,8 +17,10 @@
 //! * `model` (feature `test-support`): user space's model of the program's scheduling
 //!   decisions, for the tests.
 
+pub mod capacity;
 pub mod dataplane;
 pub mod expiry;
+pub mod flow_table;
 pub mod live;
 pub mod maps;
 #[cfg(feature = "test-support")]
@@ -43,6 +45,7 @@ use crate::{
     objects,
     table::{BackendKind, DesiredTable, ServiceKey, diff::Op},
 };
+pub use capacity::Capacity;
 pub use dataplane::{Dataplane, Paths, RealPath, validate};
 use maps::Maps;
 use paths::KernelPaths;
@@ -70,6 +73,8 @@ pub struct XdpOptions {
     pub mode: XdpMode,
     /// `tunnelsource`.
     pub tunnel_source: Vec<lb_config::TunnelPrefix>,
+    /// `maxflows`, `maxtemplates`, `maxvirtuals`, `maxreals`.
+    pub capacity: Capacity,
 }
 
 /// The XDP data plane of one configuration.
@@ -198,6 +203,21 @@ impl XdpBackend {
             remove_pins(&dir, |name| !name.starts_with("link_"))?;
             reuse_maps = false;
         }
+        // Pinned maps keep their size (and the flows and templates they hold); the program
+        // must hash over the flow tables' buckets as they are.
+        let capacity = if reuse_maps {
+            Capacity::pinned(&dir)?
+        } else {
+            options.capacity
+        };
+        for difference in capacity.differences(&options.capacity) {
+            eprintln!(
+                "xdirectord: {difference}: takes effect when xdirectord is stopped and started \
+                 again (a restart keeps the maps in {} and what they hold)",
+                dir.display()
+            );
+        }
+        let buckets = capacity.buckets();
         let program_pin = dir.join(program_pin_name());
         let (mut program, maps) = if reuse_maps && program_pin.exists() {
             let program = Xdp::from_pin(&program_pin, XdpAttachType::Interface).map_err(|e| {
@@ -209,9 +229,10 @@ impl XdpBackend {
             for name in lb_common::maps::ALL {
                 loader.map_pin_path(name, dir.join(name));
             }
+            capacity.size(&mut loader, &buckets);
             let mut ebpf = loader
                 .load(objects::BALANCER)
-                .map_err(|e| BackendError::system("loading the XDP program", e))?;
+                .map_err(|e| capacity.load_error(e))?;
             let prog: &mut Xdp = ebpf
                 .program_mut(objects::BALANCER_PROGRAM)
                 .ok_or_else(|| {
@@ -340,13 +361,18 @@ pub enum ProgramClock {
 /// Loads the balancer and creates its maps without pinning or attaching anything: for packet
 /// tests (BPF_PROG_TEST_RUN) and benchmarks. Keep the `Ebpf` alive while running the program.
 #[cfg(feature = "test-support")]
-pub fn load_unattached(clock: ProgramClock) -> Result<(aya::Ebpf, Dataplane), BackendError> {
+pub fn load_unattached(
+    clock: ProgramClock,
+    capacity: Capacity,
+) -> Result<(aya::Ebpf, Dataplane), BackendError> {
     let object = match clock {
         ProgramClock::Kernel => objects::BALANCER,
         ProgramClock::Test => objects::BALANCER_TEST_CLOCK,
     };
-    let mut ebpf =
-        aya::Ebpf::load(object).map_err(|e| BackendError::system("loading the XDP program", e))?;
+    let buckets = capacity.buckets();
+    let mut loader = aya::EbpfLoader::new();
+    capacity.size(&mut loader, &buckets);
+    let mut ebpf = loader.load(object).map_err(|e| capacity.load_error(e))?;
     let prog: &mut Xdp = ebpf
         .program_mut(objects::BALANCER_PROGRAM)
         .ok_or_else(|| BackendError::Unsupported("the XDP object has no balancer program".into()))?

@@ -12,8 +12,8 @@ use lb_common::{
     keys::{Flow4Key, Flow6Key},
     values::{
         FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FORWARD_LOCAL, FORWARD_ROUTE,
-        FORWARD_TUNNEL, FRAG_TIMEOUT_NS, REAL_F_RESOLVED, RealDef, Scheduler, SlotReals,
-        VIP_F_PERSISTENT, VipMeta,
+        FORWARD_TUNNEL, FRAG_TIMEOUT_NS, FlowSlot, LAST_SEEN_GRANULARITY, REAL_F_RESOLVED, RealDef,
+        Scheduler, SlotReals, VIP_F_PERSISTENT, VipMeta, flow_clock,
     },
 };
 
@@ -58,7 +58,22 @@ enum FlowKey {
 struct Flow {
     real_id: u32,
     generation: u32,
-    state: u32,
+    state: u8,
+    /// Flow clock of its last packet, refreshed as the program does.
+    last_seen: u32,
+}
+
+impl Flow {
+    /// Not over at `now` (ns): the program's rule, on the program's slot.
+    fn live(&self, now: u64) -> bool {
+        FlowSlot {
+            tag: 1,
+            state: self.state,
+            last_seen: self.last_seen,
+            ..FlowSlot::default()
+        }
+        .live(flow_clock(now))
+    }
 }
 
 /// Where a first fragment went, as the program's FRAGS maps hold it.
@@ -134,7 +149,7 @@ impl Model {
                 self.cursors.insert(slot, 0);
             }
         }
-        for id in 1..lb_common::maps::MAX_REALS {
+        for id in 1..dataplane.maps.reals.len() {
             let def = dataplane
                 .maps
                 .reals
@@ -214,6 +229,7 @@ impl Model {
         };
         let flow_key = Self::flow_key(p);
         if let Some(flow) = self.flows.get(&flow_key).copied()
+            && flow.live(now)
             && self
                 .usable(flow.real_id, flow.generation, meta.index)
                 .is_some()
@@ -263,15 +279,24 @@ impl Model {
         let flags = p.tcp_flags;
         let syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_ACK == 0;
 
+        let clock = flow_clock(now);
         if let Some(flow) = self.flows.get(&flow_key).copied()
+            && flow.live(now)
             && self
                 .usable(flow.real_id, flow.generation, meta.index)
                 .is_some()
         {
             if !(syn && flow.state == FLOW_CLOSING) {
-                if is_tcp {
-                    let state = self.track(flow, flags);
-                    self.flows.get_mut(&flow_key).expect("present").state = state;
+                let state = if is_tcp {
+                    self.track(flow, flags)
+                } else {
+                    flow.state
+                };
+                let kept = self.flows.get_mut(&flow_key).expect("present");
+                kept.state = state;
+                if lb_common::values::flow_age(clock, kept.last_seen) > LAST_SEEN_GRANULARITY as i32
+                {
+                    kept.last_seen = clock;
                 }
                 return Ok(flow.real_id);
             }
@@ -304,6 +329,7 @@ impl Model {
                 real_id,
                 generation: real.generation,
                 state,
+                last_seen: clock,
             },
         );
         self.add(
@@ -332,7 +358,7 @@ impl Model {
         c.1 += inactive;
     }
 
-    fn closed(&mut self, real_id: u32, state: u32) {
+    fn closed(&mut self, real_id: u32, state: u8) {
         if state == FLOW_ESTABLISHED {
             self.add(real_id, -1, 0);
         } else {
@@ -340,7 +366,7 @@ impl Model {
         }
     }
 
-    fn track(&mut self, flow: Flow, flags: u8) -> u32 {
+    fn track(&mut self, flow: Flow, flags: u8) -> u8 {
         let closing = flags & (TCP_FIN | TCP_RST) != 0;
         match flow.state {
             FLOW_SYN_RECV if closing => FLOW_CLOSING,
