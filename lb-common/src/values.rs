@@ -119,6 +119,10 @@ pub const FORWARD_ROUTE: u8 = 3;
 
 /// [`RealDef::flags`]: the MAC and egress interface are known.
 pub const REAL_F_RESOLVED: u32 = 1;
+/// [`RealDef::flags`]: the agent reaches the real only in a way the program cannot send (a
+/// stacked VLAN, say; the agent logs why), so it stays unresolved until its path changes. Only
+/// user space reads it (`show`); the program goes by [`REAL_F_RESOLVED`].
+pub const REAL_F_UNSUPPORTED: u32 = 2;
 
 /// A real server of one virtual service (IPVS's "destination").
 #[repr(C)]

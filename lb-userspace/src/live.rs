@@ -42,6 +42,10 @@ pub struct LiveReal {
     /// Whether the data plane can forward to it: false for an XDP real whose MAC address is not
     /// resolved yet (it takes no new flows, whatever its weight says).
     pub resolved: bool,
+    /// Whether the data plane cannot reach it at all where it is now: an XDP real behind a path
+    /// the program cannot send on (stacked VLANs, say; the agent's log says why). Also not
+    /// `resolved`.
+    pub unsupported: bool,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
     pub active_conns: u64,

@@ -391,7 +391,13 @@ pub fn format_services(services: &[LiveService], view: View) -> String {
                         "  -> {dest:<28} {:<7} {:<6} {:<10} {:<10}",
                         r.forward, weight, r.active_conns, r.inactive_conns
                     );
-                    if !r.resolved && r.weight > 0 {
+                    if r.unsupported && r.weight > 0 {
+                        let _ = write!(
+                            out,
+                            " (unsupported path, the log says why; weight {} once it changes)",
+                            r.weight
+                        );
+                    } else if !r.resolved && r.weight > 0 {
                         let _ = write!(
                             out,
                             " (unresolved: no MAC address yet; weight {} once it resolves)",
@@ -508,6 +514,7 @@ mod tests {
                 weight: 10,
                 fallback: false,
                 resolved: true,
+                unsupported: false,
                 upper_threshold: 0,
                 lower_threshold: 0,
                 active_conns: 12,
@@ -589,6 +596,20 @@ mod tests {
         assert!(
             text.contains(
                 "  -> 192.168.6.2:80               Route   0      12         31         (unresolved: no MAC address yet; weight 10 once it resolves)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_real_on_an_unsupported_path_says_so() {
+        let mut s = sample();
+        s[0].reals[0].resolved = false;
+        s[0].reals[0].unsupported = true;
+        let text = format_services(&s, View::Table);
+        assert!(
+            text.contains(
+                "  -> 192.168.6.2:80               Route   0      12         31         (unsupported path, the log says why; weight 10 once it changes)\n"
             ),
             "{text}"
         );

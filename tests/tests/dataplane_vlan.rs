@@ -330,4 +330,8 @@ fn a_real_the_program_cannot_tag_for_takes_no_new_flows() {
     let mut want = before;
     want.no_real += 1;
     assert_eq!(h.global(), want);
+    // `show` tells it from a real whose MAC is not known yet.
+    let live = h.dataplane.live().expect("live table");
+    let real = &live[0].reals[0];
+    assert!(real.unsupported && !real.resolved, "{real:?}");
 }

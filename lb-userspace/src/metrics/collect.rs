@@ -440,6 +440,7 @@ mod tests {
                 weight: 5,
                 fallback: false,
                 resolved: true,
+                unsupported: false,
                 upper_threshold: 0,
                 lower_threshold: 0,
                 active_conns: 3,

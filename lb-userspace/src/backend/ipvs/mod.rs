@@ -298,6 +298,7 @@ impl IpvsTable {
                             weight: d.weight,
                             fallback: false,
                             resolved: true,
+                            unsupported: false,
                             upper_threshold: d.u_threshold,
                             lower_threshold: d.l_threshold,
                             active_conns: d.active_conns.into(),

@@ -19,8 +19,8 @@ use lb_common::{
     keys::{Vip4Key, Vip6Key},
     maps::{MAX_REALS_PER_VIP, MAX_VIPS},
     values::{
-        FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, RealDef, Ring, Scheduler,
-        SlotReal, SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
+        FORWARD_LOCAL, FORWARD_ROUTE, FORWARD_TUNNEL, REAL_F_RESOLVED, REAL_F_UNSUPPORTED, RealDef,
+        Ring, Scheduler, SlotReal, SlotReals, VIP_F_PERSISTENT, VipFilter, VipMeta, WrrSeq,
     },
 };
 
@@ -583,9 +583,8 @@ impl Dataplane {
                 source,
                 REAL_F_RESOLVED,
             ),
-            RealPath::Unresolved | RealPath::Unsupported(_) => {
-                (method, 0, [0; 6], [0; 6], 0, 0, None, 0)
-            }
+            RealPath::Unresolved => (method, 0, [0; 6], [0; 6], 0, 0, None, 0),
+            RealPath::Unsupported(_) => (method, 0, [0; 6], [0; 6], 0, 0, None, REAL_F_UNSUPPORTED),
         };
         // A tunnel's outer source: a per-flow one from `tunnelsource`, else the address the
         // kernel itself would send from. Without either the real cannot be reached yet.
@@ -599,7 +598,7 @@ impl Dataplane {
             (true, None, Some(source)) => (addr_bytes(source).0, 0),
             (true, None, None) => {
                 if forward == FORWARD_TUNNEL {
-                    flags = 0;
+                    flags &= !REAL_F_RESOLVED;
                 }
                 ([0; 16], 0)
             }

@@ -65,6 +65,7 @@ impl Dataplane {
                     weight: if fallback { 1 } else { def.weight },
                     fallback,
                     resolved: def.flags & lb_common::values::REAL_F_RESOLVED != 0,
+                    unsupported: def.flags & lb_common::values::REAL_F_UNSUPPORTED != 0,
                     upper_threshold: 0,
                     lower_threshold: 0,
                     active_conns: active,
