@@ -126,6 +126,11 @@ pub const fn flow_buckets(flows: u32) -> u32 {
     let buckets = flows.div_ceil(FLOW_WAYS);
     if buckets == 0 { 1 } else { buckets }
 }
+
+/// Memory of a flow table of `buckets` buckets.
+pub const fn flow_table_bytes(buckets: u32) -> u64 {
+    buckets as u64 * size_of::<crate::values::FlowBucket>() as u64
+}
 /// Flow cache entries per CPU and address family (a power of two: the slot is hash & (size − 1)).
 pub const FLOW_CACHE_SIZE: u32 = 8192;
 /// CPUs whose flow cache slots a rescheduled flow clears (more than any machine here has).

@@ -171,7 +171,8 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let flow_key = F::flow_key(&packet);
-    let clock = flow_clock(now());
+    let now = now();
+    let clock = flow_clock(now);
     let tag_hash = F::cache_hash(vip_fold, &packet);
     // (`settled` only matters to a new flow's room: an error places none.)
     let flow_hash = F::flow_hash(&flow_key);
@@ -201,7 +202,7 @@ pub fn to_owner<F: Family>(ctx: &XdpContext, quoted: &Quoted<F::Addr>) -> u32 {
     };
     // SAFETY: VIPS maps are BPF_F_NO_PREALLOC: the element stays valid for this program run.
     let meta = unsafe { &*meta };
-    let placed = schedule::for_lost_flow::<F>(meta, &packet, flow_hash, now())
+    let placed = schedule::for_lost_flow::<F>(meta, &packet, flow_hash, now)
         .and_then(|id| Some((id, REALS.get(id)?)));
     let Some((real_id, real)) = placed else {
         stats::global(|s| s.no_real += 1);

@@ -258,12 +258,4 @@ fn to_real<F: Family>(
     forward::forward(ctx, real, counted, packet.vlan_tags)
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+lb_ebpf::program_object!();

@@ -105,12 +105,4 @@ fn new_flow(ctx: &XdpContext, at: Layout) -> bool {
     true
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+lb_ebpf::program_object!();

@@ -82,12 +82,4 @@ pub fn xdp_memory_floor(ctx: XdpContext) -> u32 {
     }
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+lb_ebpf::program_object!();

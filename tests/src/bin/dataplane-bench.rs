@@ -480,7 +480,7 @@ fn main() {
     xdirectord_tests::harness::private_netns();
     // Before the main thread pins itself: the CPUs the many-core rows may use.
     let cpus = allowed_cpus();
-    pin_to_last_cpu();
+    pin_to_last_cpu(&cpus);
     let baseline_obj = load(objects::BASELINE, objects::BASELINE_PROGRAM);
     let baseline = program(&baseline_obj, objects::BASELINE_PROGRAM);
     let mut flow_maker = FlowMaker::new();
@@ -840,11 +840,10 @@ fn new_flow_cores(
 
 /// Keeps the measurements on one CPU: a thread that moves between CPUs mid-run finds its per-CPU
 /// flow cache cold, and CPUs of a virtual machine differ in how busy their host is.
-fn pin_to_last_cpu() {
-    // SAFETY: no preconditions.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-    if let Err(e) = xdirectord_tests::harness::pin_to_cpu(cpus - 1) {
-        eprintln!("dataplane-bench: not pinned to CPU {}: {e}", cpus - 1);
+fn pin_to_last_cpu(allowed: &[usize]) {
+    let cpu = *allowed.last().expect("a CPU to run on");
+    if let Err(e) = xdirectord_tests::harness::pin_to_cpu(cpu) {
+        eprintln!("dataplane-bench: not pinned to CPU {cpu}: {e}");
     }
 }
 

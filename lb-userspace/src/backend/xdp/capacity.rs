@@ -111,7 +111,7 @@ impl Capacity {
     }
 
     fn refused(&self, e: &dyn std::fmt::Display) -> String {
-        let bytes = u64::from(self.buckets()) * size_of::<lb_common::values::FlowBucket>() as u64;
+        let bytes = names::flow_table_bytes(self.buckets());
         format!(
             "the kernel refused the memory for the data plane's maps ({e}): the flow tables of {} \
              flows per family need {} MiB each; lower maxflows (or maxtemplates, maxvirtuals, \

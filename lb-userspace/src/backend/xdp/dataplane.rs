@@ -675,15 +675,16 @@ impl Dataplane {
                 })?,
         };
 
+        let vip = (index, key.fold());
         let wanted: Vec<Wanted> = service
             .reals
             .iter()
-            .map(|r| self.wanted(service_port, r, (index, key.fold()), paths))
+            .map(|r| self.wanted(service_port, r, vip, paths))
             .collect();
         let wanted_fallback = service
             .fallback
             .as_ref()
-            .map(|r| self.wanted(service_port, r, (index, key.fold()), paths));
+            .map(|r| self.wanted(service_port, r, vip, paths));
 
         // Ids: a real keeps its id (and so its flows and counters) while it stays in the service.
         let mut reals = Vec::with_capacity(wanted.len());

@@ -126,7 +126,7 @@ impl Dataplane {
         let table = |t: &super::flow_table::FlowTable| FlowTable {
             entries: t.used().filter(|(_, slot)| slot.live(clock)).count() as u64,
             capacity: t.capacity(),
-            bytes: t.buckets() as u64 * size_of::<lb_common::values::FlowBucket>() as u64,
+            bytes: lb_common::maps::flow_table_bytes(t.buckets() as u32),
         };
         let global = self.maps.global()?;
         Ok(FlowTables {

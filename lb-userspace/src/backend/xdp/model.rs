@@ -12,8 +12,8 @@ use lb_common::{
     keys::{Flow4Key, Flow6Key},
     values::{
         FLOW_CLOSING, FLOW_ESTABLISHED, FLOW_SYN_RECV, FLOW_UDP, FORWARD_LOCAL, FORWARD_ROUTE,
-        FORWARD_TUNNEL, FRAG_TIMEOUT_NS, FlowSlot, LAST_SEEN_GRANULARITY, REAL_F_RESOLVED, RealDef,
-        Scheduler, SlotReals, VIP_F_PERSISTENT, VipMeta, flow_clock,
+        FORWARD_TUNNEL, FRAG_TIMEOUT_NS, FlowSlot, REAL_F_RESOLVED, RealDef, Scheduler, SlotReals,
+        VIP_F_PERSISTENT, VipMeta, flow_clock,
     },
 };
 
@@ -64,15 +64,20 @@ struct Flow {
 }
 
 impl Flow {
-    /// Not over at `now` (ns): the program's rule, on the program's slot.
-    fn live(&self, now: u64) -> bool {
+    /// The program's slot of the flow, for the program's rules ([`FlowSlot::live`],
+    /// [`FlowSlot::refresh_due`]).
+    fn slot(&self) -> FlowSlot {
         FlowSlot {
             tag: 1,
             state: self.state,
             last_seen: self.last_seen,
             ..FlowSlot::default()
         }
-        .live(flow_clock(now))
+    }
+
+    /// Not over at `now` (ns).
+    fn live(&self, now: u64) -> bool {
+        self.slot().live(flow_clock(now))
     }
 }
 
@@ -294,8 +299,7 @@ impl Model {
                 };
                 let kept = self.flows.get_mut(&flow_key).expect("present");
                 kept.state = state;
-                if lb_common::values::flow_age(clock, kept.last_seen) > LAST_SEEN_GRANULARITY as i32
-                {
+                if kept.slot().refresh_due(clock) {
                     kept.last_seen = clock;
                 }
                 return Ok(flow.real_id);
